@@ -1,0 +1,20 @@
+# Turns storage/migrations/NNN_name.sql into a C++ table compiled into the
+# binary, so the daemon carries the schema it knows wherever it runs.
+# Inputs: OUT (the .cpp to write), FILES (the sorted .sql files).
+set(body "// Generated from storage/migrations/*.sql by cmake/EmbedMigrations.cmake.\n")
+string(APPEND body "#include \"storage/migration.hpp\"\n\nnamespace engram::storage {\n\n")
+string(APPEND body "const std::vector<migration>& embedded_migrations() {\n")
+string(APPEND body "  static const std::vector<migration> all = {\n")
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.+)$" _ ${name})
+  if(NOT CMAKE_MATCH_1)
+    message(FATAL_ERROR "migration ${f}: name must be NNN_name.sql")
+  endif()
+  math(EXPR version "${CMAKE_MATCH_1}")
+  file(READ ${f} sql)
+  string(APPEND body "    {${version}, \"${CMAKE_MATCH_2}\", R\"engram_sql(${sql})engram_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n\n} // namespace engram::storage\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,150 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+namespace engram {
+
+/// Every option of the daemon, with its default. `conf/engram.toml` lists each
+/// one with the same default and a one-line comment; tests keep both in step.
+struct config {
+  struct database_section {
+    /// Connection URI of an existing server; empty = embedded PostgreSQL.
+    std::string url;
+    /// Number of storage actors, each owning one connection (1..64).
+    int pool_size = 4;
+    /// How long one connection attempt may take.
+    std::chrono::milliseconds connect_timeout{5000};
+    /// Server-side statement_timeout for every storage connection (0 = off).
+    std::chrono::milliseconds statement_timeout{30000};
+    /// First and largest delay between reconnect attempts.
+    std::chrono::milliseconds reconnect_backoff_initial{100};
+    std::chrono::milliseconds reconnect_backoff_max{10000};
+  } database;
+
+  struct daemon_section {
+    /// Where the embedded cluster, the port file and other state live.
+    std::string data_dir = "./var/engram";
+    /// Upper bound for a graceful shutdown before the daemon exits anyway.
+    std::chrono::milliseconds shutdown_timeout{20000};
+  } daemon;
+
+  struct postgres_section {
+    /// Directory with initdb/postgres/pg_ctl; empty = newest under /usr/lib/postgresql.
+    std::string bin_dir;
+    /// System user that runs the embedded server when engram runs as root.
+    std::string system_user = "postgres";
+    /// Database created and used in the embedded cluster.
+    std::string database = "engram";
+    /// How long the embedded server may take to accept connections.
+    std::chrono::milliseconds start_timeout{60000};
+    /// How long a fast shutdown may take before the server is killed.
+    std::chrono::milliseconds stop_timeout{30000};
+  } postgres;
+
+  struct http_section {
+    /// Address to bind; anything but loopback requires a token.
+    std::string bind = "127.0.0.1";
+    /// TCP port; 0 picks a free one (logged and written to <data_dir>/engram.port).
+    int port = 8080;
+    /// Bearer token required on every route but /healthz and /readyz; empty = none.
+    std::string token;
+    /// Largest accepted request header block (bytes) (1024..1048576).
+    int64_t max_header_bytes = 16384;
+    /// Largest accepted request body (bytes) (0..1073741824).
+    int64_t max_body_bytes = 1048576;
+    /// Time to read one whole request once its first byte arrived.
+    std::chrono::milliseconds read_timeout{15000};
+    /// How long an idle keep-alive connection stays open.
+    std::chrono::milliseconds idle_timeout{60000};
+    /// How long a handler waits for the actors it asks.
+    std::chrono::milliseconds request_timeout{10000};
+  } http;
+
+  struct log_section {
+    /// trace, debug, info, warn, error, critical or off.
+    std::string level = "info";
+    /// text or json.
+    std::string format = "text";
+  } log;
+
+  struct supervisor_section {
+    /// A child restarted more than max_restarts times within restart_window escalates.
+    int max_restarts = 5;
+    std::chrono::milliseconds restart_window{60000};
+  } supervisor;
+
+  struct node_section {
+    /// Node name in the nodes table; empty = hostname.
+    std::string name;
+    /// How often the node row's heartbeat_at is refreshed.
+    std::chrono::milliseconds heartbeat_interval{5000};
+  } node;
+
+  struct actor_system_section {
+    /// CAF scheduler worker threads; 0 = one per core.
+    int worker_threads = 0;
+    /// CAF scheduling policy: stealing or sharing.
+    std::string scheduling_policy = "stealing";
+    /// Messages an actor may handle before yielding its thread.
+    int max_throughput = 300;
+    /// CAF middleman heartbeat between nodes; 0 = off.
+    std::chrono::milliseconds middleman_heartbeat_interval{0};
+  } actor_system;
+};
+
+/// Why a configuration was refused: the key, the offending value and why.
+struct config_error {
+  /// Dotted key, e.g. "http.port" (or the file path for unreadable files).
+  std::string key;
+  /// The value as given.
+  std::string value;
+  /// Why it was refused.
+  std::string reason;
+
+  /// "http.port = 70000: must be between 0 and 65535".
+  [[nodiscard]] std::string to_string() const;
+};
+
+/// Where the options come from, lowest precedence first: defaults, the TOML
+/// file, the environment, then command-line flags.
+struct config_sources {
+  /// Path of the TOML file; empty = no file (defaults only).
+  std::string file;
+  /// The process environment (name -> value). Honoured: DATABASE_URL
+  /// (database.url), ENGRAM_HOME (daemon.data_dir), ENGRAM_CONFIG (file, when
+  /// none is given), ENGRAM_<SECTION>__<KEY> (e.g. ENGRAM_HTTP__PORT=0).
+  std::map<std::string, std::string> env;
+  /// Overrides from flags: dotted key -> value text, e.g. {"http.port","0"}.
+  std::vector<std::pair<std::string, std::string>> flags;
+};
+
+/// Builds the configuration. Unknown keys (in the file, in ENGRAM_*__* names,
+/// or in flags), wrong types, out-of-range values and unreadable or malformed
+/// files are refused.
+[[nodiscard]] std::variant<config, config_error>
+load_config(const config_sources& sources);
+
+/// Parses "250ms", "5s", "2m", "1h" (a bare integer means milliseconds).
+[[nodiscard]] std::optional<std::chrono::milliseconds>
+parse_duration(std::string_view text);
+
+/// The dotted keys of every option, in file order (for docs and tests).
+[[nodiscard]] std::vector<std::string> config_keys();
+
+/// Writes CAF's own settings (scheduler threads, policy, throughput, middleman
+/// heartbeat) derived from `cfg` into `sys_cfg`, using CAF 0.17's keys
+/// ("scheduler.max-threads", ...). Our options never live under those keys.
+void apply_caf_settings(const config& cfg, caf::actor_system_config& sys_cfg);
+
+/// Reads the process environment into a map.
+[[nodiscard]] std::map<std::string, std::string> environment();
+
+} // namespace engram
