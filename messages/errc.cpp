@@ -22,6 +22,7 @@ std::string_view to_string(errc x) noexcept {
     case errc::process_failed: return "process_failed";
     case errc::unauthorized: return "unauthorized";
     case errc::too_large: return "too_large";
+    case errc::child_failed: return "child_failed";
   }
   return "unknown";
 }

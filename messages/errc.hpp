@@ -42,6 +42,8 @@ enum class errc : uint8_t {
   unauthorized = 13,
   /// The request is larger than the configured limit.
   too_large = 14,
+  /// A supervised child failed more often than its restart limit allows.
+  child_failed = 15,
 };
 
 /// Returns the stable, snake_case name of `x`, used in logs and as the HTTP

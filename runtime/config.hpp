@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct config {
     /// First and largest delay between reconnect attempts.
     std::chrono::milliseconds reconnect_backoff_initial{100};
     std::chrono::milliseconds reconnect_backoff_max{10000};
+
+    bool operator==(const database_section&) const = default;
   } database;
 
   struct daemon_section {
@@ -34,6 +37,8 @@ struct config {
     std::string data_dir = "./var/engram";
     /// Upper bound for a graceful shutdown before the daemon exits anyway.
     std::chrono::milliseconds shutdown_timeout{20000};
+
+    bool operator==(const daemon_section&) const = default;
   } daemon;
 
   struct postgres_section {
@@ -47,6 +52,8 @@ struct config {
     std::chrono::milliseconds start_timeout{60000};
     /// How long a fast shutdown may take before the server is killed.
     std::chrono::milliseconds stop_timeout{30000};
+
+    bool operator==(const postgres_section&) const = default;
   } postgres;
 
   struct http_section {
@@ -66,6 +73,8 @@ struct config {
     std::chrono::milliseconds idle_timeout{60000};
     /// How long a handler waits for the actors it asks.
     std::chrono::milliseconds request_timeout{10000};
+
+    bool operator==(const http_section&) const = default;
   } http;
 
   struct log_section {
@@ -73,12 +82,16 @@ struct config {
     std::string level = "info";
     /// text or json.
     std::string format = "text";
+
+    bool operator==(const log_section&) const = default;
   } log;
 
   struct supervisor_section {
     /// A child restarted more than max_restarts times within restart_window escalates.
     int max_restarts = 5;
     std::chrono::milliseconds restart_window{60000};
+
+    bool operator==(const supervisor_section&) const = default;
   } supervisor;
 
   struct node_section {
@@ -86,6 +99,8 @@ struct config {
     std::string name;
     /// How often the node row's heartbeat_at is refreshed.
     std::chrono::milliseconds heartbeat_interval{5000};
+
+    bool operator==(const node_section&) const = default;
   } node;
 
   struct actor_system_section {
@@ -97,7 +112,12 @@ struct config {
     int max_throughput = 300;
     /// CAF middleman heartbeat between nodes; 0 = off.
     std::chrono::milliseconds middleman_heartbeat_interval{0};
+
+    bool operator==(const actor_system_section&) const = default;
   } actor_system;
+
+  /// Field-wise comparison (tests compare a loaded file with the defaults).
+  bool operator==(const config&) const = default;
 };
 
 /// Why a configuration was refused: the key, the offending value and why.
@@ -117,13 +137,13 @@ struct config_error {
 /// file, the environment, then command-line flags.
 struct config_sources {
   /// Path of the TOML file; empty = no file (defaults only).
-  std::string file;
+  std::string file{};
   /// The process environment (name -> value). Honoured: DATABASE_URL
   /// (database.url), ENGRAM_HOME (daemon.data_dir), ENGRAM_CONFIG (file, when
   /// none is given), ENGRAM_<SECTION>__<KEY> (e.g. ENGRAM_HTTP__PORT=0).
-  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> env{};
   /// Overrides from flags: dotted key -> value text, e.g. {"http.port","0"}.
-  std::vector<std::pair<std::string, std::string>> flags;
+  std::vector<std::pair<std::string, std::string>> flags{};
 };
 
 /// Builds the configuration. Unknown keys (in the file, in ENGRAM_*__* names,

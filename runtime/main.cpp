@@ -1,0 +1,403 @@
+// The composition root: parses the command line and the configuration,
+// starts the embedded PostgreSQL (unless a URL is configured), applies
+// migrations, starts the actor system with the supervisor and its children,
+// serves HTTP, and on SIGINT/SIGTERM stops everything in reverse order.
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+#include <caf/actor_registry.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include "actors/node/node.hpp"
+#include "actors/supervisor/supervisor.hpp"
+#include "engram/build_info.hpp"
+#include "http/admin_routes.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+#include "messages/errc.hpp"
+#include "messages/storage.hpp"
+#include "runtime/cli.hpp"
+#include "runtime/config.hpp"
+#include "runtime/embedded_postgres.hpp"
+#include "runtime/io_threads.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
+#include "storage/migration.hpp"
+#include "storage/storage_actors.hpp"
+
+namespace {
+
+using namespace engram;
+using namespace std::chrono_literals;
+
+/// Exit statuses.
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto result = log::get("engram");
+  return result;
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread it starts later,
+/// so the main thread alone takes them with sigtimedwait.
+sigset_t block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+/// Returns the signal that arrived within `timeout`, or 0.
+int wait_for_signal(const sigset_t& set, std::chrono::milliseconds timeout) {
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>((timeout.count() % 1000) * 1000000)};
+  int sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0)
+    return "unknown";
+  return buf;
+}
+
+std::optional<config> load(const command_line& cl) {
+  auto sources = cl.sources;
+  sources.env = environment();
+  auto loaded = load_config(sources);
+  if (auto* err = std::get_if<config_error>(&loaded)) {
+    std::cerr << "engram: invalid configuration: " << err->to_string() << '\n';
+    return std::nullopt;
+  }
+  auto cfg = std::get<config>(std::move(loaded));
+  log::setup(cfg.log.level,
+             cfg.log.format == "json" ? log::format::json : log::format::text);
+  return cfg;
+}
+
+embedded_postgres_options postgres_options(const config& cfg) {
+  embedded_postgres_options result;
+  result.data_dir = cfg.daemon.data_dir;
+  result.bin_dir = cfg.postgres.bin_dir;
+  result.system_user = cfg.postgres.system_user;
+  result.database = cfg.postgres.database;
+  result.start_timeout = cfg.postgres.start_timeout;
+  result.stop_timeout = cfg.postgres.stop_timeout;
+  return result;
+}
+
+/// The database the daemon uses: the configured server, or its own
+/// embedded one (started here, stopped when the returned object dies).
+struct database {
+  std::unique_ptr<embedded_postgres> embedded;
+  std::string conninfo;
+};
+
+std::optional<database> open_database(const config& cfg) {
+  database result;
+  if (!cfg.database.url.empty()) {
+    logger()->info("using the database at database.url; no embedded server");
+    result.conninfo = cfg.database.url;
+    return result;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.daemon.data_dir, ec);
+  if (ec) {
+    logger()->critical("cannot create the data directory {}: {}",
+                       cfg.daemon.data_dir, ec.message());
+    return std::nullopt;
+  }
+  auto pg = embedded_postgres::start(postgres_options(cfg));
+  if (!pg) {
+    logger()->critical("cannot start the embedded PostgreSQL: {}",
+                       describe(pg.error()));
+    return std::nullopt;
+  }
+  result.embedded = std::move(*pg);
+  result.conninfo = result.embedded->connection_string();
+  return result;
+}
+
+/// Applies migrations; while the server is unreachable, retries until
+/// `deadline` or a shutdown signal.
+bool migrate(const std::string& conninfo, const sigset_t& signals,
+             std::chrono::steady_clock::time_point deadline) {
+  auto backoff = 200ms;
+  for (;;) {
+    auto report
+      = storage::apply_migrations(conninfo, storage::embedded_migrations());
+    if (report) {
+      if (report->applied.empty())
+        logger()->info("schema is current (version {})", report->to_version);
+      else
+        logger()->info("schema migrated from version {} to {}",
+                       report->from_version, report->to_version);
+      return true;
+    }
+    if (code_of(report.error()) != errc::database_unavailable
+        || std::chrono::steady_clock::now() >= deadline) {
+      logger()->critical("cannot migrate the database: {}",
+                         describe(report.error()));
+      return false;
+    }
+    logger()->warn("database unavailable ({}); retrying in {} ms",
+                   message_of(report.error()), backoff.count());
+    if (wait_for_signal(signals, backoff) != 0)
+      return false;
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+  }
+}
+
+void write_port_file(const config& cfg, uint16_t port) {
+  auto path = std::filesystem::path{cfg.daemon.data_dir} / "engram.port";
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::trunc};
+    out << port << '\n';
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    logger()->warn("cannot write {}: {}", path.string(), ec.message());
+}
+
+void register_process_metrics(metrics::registry& registry) {
+  registry.get_gauge("engram_build_info",
+                     "Build information; the value is always 1.",
+                     {{"version", build_info::version},
+                      {"git_commit", build_info::git_commit},
+                      {"build_type", build_info::build_type}})
+    .set(1);
+  auto started = std::chrono::steady_clock::now();
+  registry.add_callback_gauge(
+    "engram_uptime_seconds", "Seconds since the daemon started.", {},
+    [started] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                           - started)
+        .count();
+    });
+}
+
+/// Answers /readyz by asking the storage pool for the schema status.
+void check_ready(caf::actor_system& sys, std::chrono::milliseconds timeout,
+                 std::function<void(http::readiness)> done) {
+  sys.spawn([&sys, timeout, done](caf::event_based_actor* self) {
+    auto storage = sys.registry().get<storage_actor>(
+      caf::atom(storage_pool_name));
+    if (!storage) {
+      done({false, "the storage pool is not running"});
+      return;
+    }
+    self->request(storage, timeout, storage::schema_status_request{})
+      .then(
+        [done](storage::schema_status& s) {
+          if (s.current())
+            done({true, {}});
+          else
+            done({false, "database schema is at version "
+                           + std::to_string(s.applied_version)
+                           + ", this binary needs version "
+                           + std::to_string(s.known_version)});
+        },
+        [done](caf::error& err) {
+          done({false, "database not reachable: " + describe(err)});
+        });
+  });
+}
+
+int serve(const config& cfg) {
+  auto signals = block_shutdown_signals();
+  auto db = open_database(cfg);
+  if (!db)
+    return exit_failure;
+  // From here on, leaving this function stops the embedded server (fast
+  // shutdown) through `db`'s destructor, on every path.
+  if (!migrate(db->conninfo, signals,
+               std::chrono::steady_clock::now() + cfg.postgres.start_timeout))
+    return exit_failure;
+
+  metrics::registry registry;
+  register_process_metrics(registry);
+
+  caf::actor_system_config sys_cfg;
+  apply_caf_settings(cfg, sys_cfg);
+  caf::actor_system sys{sys_cfg};
+
+  storage_options storage_opts;
+  storage_opts.conninfo = db->conninfo;
+  storage_opts.connect_timeout = cfg.database.connect_timeout;
+  storage_opts.statement_timeout = cfg.database.statement_timeout;
+  storage_opts.backoff_initial = cfg.database.reconnect_backoff_initial;
+  storage_opts.backoff_max = cfg.database.reconnect_backoff_max;
+  storage_opts.known_schema_version
+    = storage::latest_version(storage::embedded_migrations());
+
+  storage::node_info self_node;
+  self_node.id = boost::uuids::to_string(boost::uuids::random_generator{}());
+  self_node.host = cfg.node.name.empty() ? host_name() : cfg.node.name;
+  self_node.pid = getpid();
+  self_node.version = build_info::version;
+
+  std::vector<child_spec> children{
+    {storage_pool_name,
+     [&](caf::actor_system& sys) {
+       return caf::actor_cast<caf::actor>(spawn_storage_pool(
+         sys, storage_opts, static_cast<size_t>(cfg.database.pool_size),
+         &registry));
+     }},
+    {"node",
+     [&](caf::actor_system& sys) {
+       return caf::actor_cast<caf::actor>(
+         sys.spawn(node, self_node, cfg.node.heartbeat_interval));
+     }},
+  };
+  supervisor_options sup_opts;
+  sup_opts.max_restarts = static_cast<uint64_t>(cfg.supervisor.max_restarts);
+  sup_opts.restart_window = cfg.supervisor.restart_window;
+  sup_opts.metrics = &registry;
+  auto sup = sys.spawn(supervisor, std::move(children), sup_opts);
+
+  // Learn when the supervisor goes down (escalation or shutdown).
+  std::atomic<bool> supervisor_down{false};
+  auto supervisor_failure = std::make_shared<std::string>();
+  auto watcher = sys.spawn(
+    [sup, &supervisor_down, supervisor_failure](caf::event_based_actor* self)
+      -> caf::behavior {
+      self->monitor(sup);
+      self->set_down_handler([=, &supervisor_down](caf::down_msg& msg) {
+        if (msg.reason && msg.reason != caf::exit_reason::normal)
+          *supervisor_failure = describe(msg.reason);
+        supervisor_down = true;
+        self->quit();
+      });
+      return {[](atom::tick) {}};
+    });
+
+  // HTTP last: it serves what the actors provide.
+  io_threads io{2};
+  http::router router;
+  http::admin_deps deps;
+  deps.check_ready = [&sys, timeout = cfg.http.request_timeout](
+                       std::function<void(http::readiness)> done) {
+    check_ready(sys, timeout, std::move(done));
+  };
+  deps.metrics = &registry;
+  deps.version = build_info::version;
+  deps.git_commit = build_info::git_commit;
+  deps.build_type = build_info::build_type;
+  deps.node_name = self_node.host;
+  http::register_admin_routes(router, deps);
+  http::server_options http_opts;
+  http_opts.bind = cfg.http.bind;
+  http_opts.port = static_cast<uint16_t>(cfg.http.port);
+  http_opts.token = cfg.http.token;
+  http_opts.max_header_bytes = static_cast<uint32_t>(cfg.http.max_header_bytes);
+  http_opts.max_body_bytes = static_cast<uint64_t>(cfg.http.max_body_bytes);
+  http_opts.read_timeout = cfg.http.read_timeout;
+  http_opts.idle_timeout = cfg.http.idle_timeout;
+  http_opts.server_name = std::string{"engram/"} + build_info::version;
+  http::server server{io.context(), router, registry, http_opts};
+  if (auto err = server.start()) {
+    logger()->critical("cannot serve HTTP on {}:{}: {}", cfg.http.bind,
+                       cfg.http.port, describe(err));
+    caf::anon_send(sup, atom::shutdown_v);
+    return exit_failure;
+  }
+  write_port_file(cfg, server.port());
+  logger()->info("engram {} serving on http://{}:{} (node {})",
+                 build_info::version, cfg.http.bind, server.port(),
+                 self_node.id);
+
+  int sig = 0;
+  while (!supervisor_down && sig == 0)
+    sig = wait_for_signal(signals, 200ms);
+  if (sig != 0)
+    logger()->info("received {}; shutting down", strsignal(sig));
+
+  // Reverse order: stop taking requests, stop the actors (the supervisor
+  // stops its children in reverse start order), then the database.
+  auto deadline = std::chrono::steady_clock::now() + cfg.daemon.shutdown_timeout;
+  server.stop();
+  io.stop();
+  caf::anon_send(sup, atom::shutdown_v);
+  while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
+    if (wait_for_signal(signals, 50ms) != 0)
+      logger()->info("shutdown already in progress");
+  if (!supervisor_down) {
+    logger()->error("actors did not stop within daemon.shutdown_timeout; "
+                    "stopping the database and exiting");
+    db.reset();
+    std::fflush(nullptr);
+    std::_Exit(exit_failure);
+  }
+  std::error_code ec;
+  std::filesystem::remove(
+    std::filesystem::path{cfg.daemon.data_dir} / "engram.port", ec);
+  if (!supervisor_failure->empty()) {
+    logger()->critical("stopped after a supervised actor failed: {}",
+                       *supervisor_failure);
+    return exit_failure;
+  }
+  logger()->info("stopped");
+  return exit_ok;
+}
+
+int migrate_command(const config& cfg) {
+  auto signals = block_shutdown_signals();
+  auto db = open_database(cfg);
+  if (!db)
+    return exit_failure;
+  return migrate(db->conninfo, signals, std::chrono::steady_clock::now())
+           ? exit_ok
+           : exit_failure;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = parse_command_line(args);
+  if (auto* err = std::get_if<usage_error>(&parsed)) {
+    std::cerr << "engram: " << err->message << "\n\n" << usage_text();
+    return exit_usage;
+  }
+  auto& cl = std::get<command_line>(parsed);
+  if (cl.command == "help") {
+    std::cout << usage_text();
+    return exit_ok;
+  }
+  if (cl.command == "version") {
+    std::cout << "engram " << build_info::version << " ("
+              << build_info::git_commit << ", " << build_info::build_type
+              << ")\n";
+    return exit_ok;
+  }
+  auto cfg = load(cl);
+  if (!cfg)
+    return exit_usage;
+  try {
+    return cl.command == "migrate" ? migrate_command(*cfg) : serve(*cfg);
+  } catch (const std::exception& e) {
+    logger()->critical("fatal: {}", e.what());
+    return exit_failure;
+  }
+}

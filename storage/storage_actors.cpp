@@ -1,0 +1,248 @@
+#include "storage/storage_actors.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <pqxx/connection>
+
+#include "messages/errc.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
+#include "storage/connection.hpp"
+#include "storage/node_repository.hpp"
+#include "storage/schema_repository.hpp"
+
+namespace engram {
+
+namespace {
+
+const std::shared_ptr<spdlog::logger>& logger() {
+  static auto result = log::get("storage");
+  return result;
+}
+
+// -- worker -------------------------------------------------------------------
+
+struct worker_state {
+  storage_options options;
+  std::unique_ptr<pqxx::connection> conn;
+  /// No connect attempt before this instant (backoff after a failure).
+  std::chrono::steady_clock::time_point next_attempt{};
+  std::chrono::milliseconds backoff{0};
+  std::string last_error;
+
+  static inline const char* name = "storage_worker";
+};
+
+using worker_ptr = storage_actor::stateful_pointer<worker_state>;
+
+/// Makes sure the worker has an open connection, respecting the backoff.
+caf::error ensure_connected(worker_state& st) {
+  if (st.conn && st.conn->is_open())
+    return {};
+  st.conn.reset();
+  auto now = std::chrono::steady_clock::now();
+  if (now < st.next_attempt) {
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+      st.next_attempt - now);
+    return make_error(errc::database_unavailable,
+                      "database unreachable (" + st.last_error
+                        + "); next connect attempt in "
+                        + std::to_string(wait.count()) + " ms");
+  }
+  try {
+    st.conn = open_connection(st.options.conninfo, st.options.connect_timeout,
+                              st.options.statement_timeout);
+    if (st.backoff.count() > 0)
+      logger()->info("reconnected to the database");
+    st.backoff = std::chrono::milliseconds{0};
+    st.last_error.clear();
+    return {};
+  } catch (const std::exception& e) {
+    auto err = to_error(e);
+    st.last_error = message_of(err);
+    st.backoff = st.backoff.count() == 0
+                   ? st.options.backoff_initial
+                   : std::min(st.backoff * 2, st.options.backoff_max);
+    st.next_attempt = std::chrono::steady_clock::now() + st.backoff;
+    logger()->warn("cannot connect to the database: {}; retrying in {} ms",
+                   st.last_error, st.backoff.count());
+    return make_error(errc::database_unavailable,
+                      "database unreachable: " + st.last_error);
+  }
+}
+
+/// Runs `f` on the worker's connection; every libpqxx exception ends here
+/// and becomes an `errc` error. A lost connection is dropped so the next
+/// request reconnects.
+template <class F>
+auto guarded(worker_ptr self, F&& f)
+  -> caf::result<decltype(f(std::declval<pqxx::connection&>()))> {
+  auto& st = self->state;
+  if (auto err = ensure_connected(st))
+    return err;
+  try {
+    return f(*st.conn);
+  } catch (const std::exception& e) {
+    auto err = to_error(e);
+    if (code_of(err) == errc::database_unavailable || !st.conn->is_open()) {
+      logger()->warn("lost the database connection: {}", message_of(err));
+      st.conn.reset();
+      st.last_error = message_of(err);
+      if (code_of(err) != errc::database_unavailable)
+        err = make_error(errc::database_unavailable, message_of(err));
+    }
+    return err;
+  }
+}
+
+storage_actor::behavior_type storage_worker(worker_ptr self,
+                                            storage_options options) {
+  self->state.options = std::move(options);
+  return {
+    [self](storage::schema_status_request&) {
+      return guarded(self, [&](pqxx::connection& conn) {
+        return storage::schema_status{storage::applied_schema_version(conn),
+                                      self->state.options.known_schema_version};
+      });
+    },
+    [self](storage::node_heartbeat& req) {
+      return guarded(self, [&](pqxx::connection& conn) {
+        storage::record_heartbeat(conn, req.node);
+        return true;
+      });
+    },
+    [self](storage::node_stopped& req) {
+      return guarded(self, [&](pqxx::connection& conn) {
+        return storage::record_stopped(conn, req.id);
+      });
+    },
+  };
+}
+
+// -- pool ---------------------------------------------------------------------
+
+struct pool_state {
+  std::vector<storage_actor> workers;
+  /// Requests handed to each worker and not yet answered.
+  std::vector<int64_t> outstanding;
+  int64_t errors = 0;
+  metrics::registry* metrics = nullptr;
+  metrics::gauge* in_use_gauge = nullptr;
+  metrics::gauge* idle_gauge = nullptr;
+
+  static inline const char* name = "storage_pool";
+};
+
+using pool_ptr = storage_pool_actor::stateful_pointer<pool_state>;
+
+storage::pool_stats stats_of(const pool_state& st) {
+  storage::pool_stats result;
+  result.size = static_cast<int64_t>(st.workers.size());
+  for (auto n : st.outstanding) {
+    result.in_use += n > 0 ? 1 : 0;
+    result.queued += n > 1 ? n - 1 : 0;
+  }
+  result.errors = st.errors;
+  return result;
+}
+
+void publish_gauges(pool_state& st) {
+  if (st.in_use_gauge == nullptr)
+    return;
+  auto s = stats_of(st);
+  st.in_use_gauge->set(static_cast<double>(s.in_use));
+  st.idle_gauge->set(static_cast<double>(s.size - s.in_use));
+}
+
+void on_done(pool_ptr self, size_t worker, const caf::error* err) {
+  auto& st = self->state;
+  --st.outstanding[worker];
+  if (err != nullptr) {
+    ++st.errors;
+    if (st.metrics)
+      st.metrics
+        ->get_counter("engram_storage_errors_total",
+                      "Storage requests answered with an error, by code.",
+                      {{"code", std::string{to_string(code_of(*err))}}})
+        .inc();
+  }
+  publish_gauges(st);
+}
+
+/// Hands `req` to the least busy worker and relays its answer.
+template <class Reply, class Request>
+caf::typed_response_promise<Reply> dispatch(pool_ptr self, Request& req) {
+  auto& st = self->state;
+  auto i = static_cast<size_t>(
+    std::min_element(st.outstanding.begin(), st.outstanding.end())
+    - st.outstanding.begin());
+  ++st.outstanding[i];
+  publish_gauges(st);
+  auto rp = self->template make_response_promise<Reply>();
+  self->request(st.workers[i], caf::infinite, std::move(req))
+    .then(
+      [self, i, rp](Reply& reply) mutable {
+        on_done(self, i, nullptr);
+        rp.deliver(std::move(reply));
+      },
+      [self, i, rp](caf::error& err) mutable {
+        on_done(self, i, &err);
+        rp.deliver(std::move(err));
+      });
+  return rp;
+}
+
+storage_pool_actor::behavior_type storage_pool(pool_ptr self,
+                                               storage_options options,
+                                               size_t size,
+                                               metrics::registry* registry) {
+  auto& st = self->state;
+  st.metrics = registry;
+  if (registry != nullptr) {
+    constexpr auto help = "Storage connections (one per storage worker) by "
+                          "state.";
+    st.in_use_gauge = &registry->get_gauge("engram_storage_pool_connections",
+                                           help, {{"state", "in_use"}});
+    st.idle_gauge = &registry->get_gauge("engram_storage_pool_connections",
+                                         help, {{"state", "idle"}});
+    registry->get_counter("engram_storage_errors_total",
+                          "Storage requests answered with an error, by code.",
+                          {{"code", "database_unavailable"}});
+  }
+  for (size_t i = 0; i < std::max<size_t>(size, 1); ++i) {
+    auto worker = self->system().spawn<caf::detached>(storage_worker, options);
+    // A worker that dies takes the pool with it; the supervisor restarts the
+    // pool, which starts fresh workers.
+    self->link_to(worker);
+    st.workers.push_back(worker);
+    st.outstanding.push_back(0);
+  }
+  publish_gauges(st);
+  return {
+    [self](storage::schema_status_request& req) {
+      return dispatch<storage::schema_status>(self, req);
+    },
+    [self](storage::node_heartbeat& req) { return dispatch<bool>(self, req); },
+    [self](storage::node_stopped& req) { return dispatch<bool>(self, req); },
+    [self](atom::stats) { return stats_of(self->state); },
+  };
+}
+
+} // namespace
+
+storage_actor spawn_storage_worker(caf::actor_system& sys,
+                                   storage_options options) {
+  return sys.spawn<caf::detached>(storage_worker, std::move(options));
+}
+
+storage_pool_actor spawn_storage_pool(caf::actor_system& sys,
+                                      storage_options options, size_t size,
+                                      metrics::registry* metrics) {
+  return sys.spawn(storage_pool, std::move(options), size, metrics);
+}
+
+} // namespace engram
