@@ -107,7 +107,7 @@ using storage_actor = caf::typed_actor<
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.
-inline constexpr const char* storage_pool_name = "storage";
+inline constexpr char storage_pool_name[] = "storage";
 
 /// The STORAGE POOL interface: the storage interface plus pool statistics.
 using storage_pool_actor = storage_actor::extend<

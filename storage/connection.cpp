@@ -1,7 +1,6 @@
 #include "storage/connection.hpp"
 
-#include <pqxx/except>
-#include <pqxx/nontransaction>
+#include <pqxx/pqxx>
 
 #include "messages/errc.hpp"
 

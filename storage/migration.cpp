@@ -4,8 +4,7 @@
 #include <cstdio>
 #include <map>
 
-#include <pqxx/nontransaction>
-#include <pqxx/transaction>
+#include <pqxx/pqxx>
 
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"

@@ -1,6 +1,6 @@
 #include "storage/node_repository.hpp"
 
-#include <pqxx/transaction>
+#include <pqxx/pqxx>
 
 namespace engram::storage {
 

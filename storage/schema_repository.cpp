@@ -1,6 +1,6 @@
 #include "storage/schema_repository.hpp"
 
-#include <pqxx/nontransaction>
+#include <pqxx/pqxx>
 
 namespace engram::storage {
 

@@ -54,7 +54,7 @@ caf::error ensure_connected(worker_state& st) {
                         + std::to_string(wait.count()) + " ms");
   }
   try {
-    st.conn = open_connection(st.options.conninfo, st.options.connect_timeout,
+    st.conn = storage::open_connection(st.options.conninfo, st.options.connect_timeout,
                               st.options.statement_timeout);
     if (st.backoff.count() > 0)
       logger()->info("reconnected to the database");
@@ -62,7 +62,7 @@ caf::error ensure_connected(worker_state& st) {
     st.last_error.clear();
     return {};
   } catch (const std::exception& e) {
-    auto err = to_error(e);
+    auto err = storage::to_error(e);
     st.last_error = message_of(err);
     st.backoff = st.backoff.count() == 0
                    ? st.options.backoff_initial
@@ -87,7 +87,7 @@ auto guarded(worker_ptr self, F&& f)
   try {
     return f(*st.conn);
   } catch (const std::exception& e) {
-    auto err = to_error(e);
+    auto err = storage::to_error(e);
     if (code_of(err) == errc::database_unavailable || !st.conn->is_open()) {
       logger()->warn("lost the database connection: {}", message_of(err));
       st.conn.reset();

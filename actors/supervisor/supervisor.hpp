@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_clock.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -43,8 +44,8 @@ struct supervisor_options {
 /// Decides whether one more restart at `now` stays within the intensity
 /// limit, given the earlier restarts of that child (oldest first). Drops
 /// entries that fell out of the window from `history` and records `now`.
-[[nodiscard]] bool admit_restart(std::deque<caf::timestamp>& history,
-                                 caf::timestamp now, uint64_t max_restarts,
+[[nodiscard]] bool admit_restart(std::deque<caf::actor_clock::time_point>& history,
+                                 caf::actor_clock::time_point now, uint64_t max_restarts,
                                  caf::timespan window);
 
 struct supervisor_state {
@@ -53,7 +54,7 @@ struct supervisor_state {
     caf::actor handle;
     bool running = false;
     uint64_t restarts = 0;
-    std::deque<caf::timestamp> restart_history;
+    std::deque<caf::actor_clock::time_point> restart_history;
   };
 
   std::vector<child> children;

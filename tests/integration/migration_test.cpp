@@ -3,8 +3,7 @@
 #include <future>
 #include <set>
 
-#include <pqxx/nontransaction>
-#include <pqxx/connection>
+#include <pqxx/pqxx>
 
 #include "messages/errc.hpp"
 #include "tests/support/postgres_fixture.hpp"

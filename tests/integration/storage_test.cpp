@@ -5,8 +5,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
-#include <pqxx/connection>
-#include <pqxx/nontransaction>
+#include <pqxx/pqxx>
 
 #include "messages/errc.hpp"
 #include "runtime/metrics.hpp"

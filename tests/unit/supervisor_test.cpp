@@ -178,8 +178,8 @@ TEST_F(supervisor_test, a_child_that_ignores_shutdown_is_killed_after_its_timeou
 }
 
 TEST(admit_restart, counts_only_restarts_inside_the_window) {
-  std::deque<caf::timestamp> history;
-  caf::timestamp t0{};
+  std::deque<caf::actor_clock::time_point> history;
+  caf::actor_clock::time_point t0{};
   EXPECT_TRUE(admit_restart(history, t0, 2, 10s));
   EXPECT_TRUE(admit_restart(history, t0 + 1s, 2, 10s));
   EXPECT_FALSE(admit_restart(history, t0 + 2s, 2, 10s));
