@@ -10,7 +10,8 @@
 
 namespace engram {
 
-bool admit_restart(std::deque<caf::timestamp>& history, caf::timestamp now,
+bool admit_restart(std::deque<caf::actor_clock::time_point>& history,
+                   caf::actor_clock::time_point now,
                    uint64_t max_restarts, caf::timespan window) {
   while (!history.empty() && now - history.front() > window)
     history.pop_front();
