@@ -25,6 +25,7 @@
 #include "actors/supervisor/supervisor.hpp"
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
+#include "http/readiness_probe.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "messages/errc.hpp"
@@ -197,33 +198,6 @@ void register_process_metrics(metrics::registry& registry) {
     });
 }
 
-/// Answers /readyz by asking the storage pool for the schema status.
-void check_ready(caf::actor_system& sys, std::chrono::milliseconds timeout,
-                 std::function<void(http::readiness)> done) {
-  sys.spawn([&sys, timeout, done](caf::event_based_actor* self) {
-    auto storage = sys.registry().get<storage_actor>(
-      caf::atom(storage_pool_name));
-    if (!storage) {
-      done({false, "the storage pool is not running"});
-      return;
-    }
-    self->request(storage, timeout, storage::schema_status_request{})
-      .then(
-        [done](storage::schema_status& s) {
-          if (s.current())
-            done({true, {}});
-          else
-            done({false, "database schema is at version "
-                           + std::to_string(s.applied_version)
-                           + ", this binary needs version "
-                           + std::to_string(s.known_version)});
-        },
-        [done](caf::error& err) {
-          done({false, "database not reachable: " + describe(err)});
-        });
-  });
-}
-
 int serve(const config& cfg) {
   auto signals = block_shutdown_signals();
   auto db = open_database(cfg);
@@ -298,14 +272,14 @@ int serve(const config& cfg) {
   http::admin_deps deps;
   deps.check_ready = [&sys, timeout = cfg.http.request_timeout](
                        std::function<void(http::readiness)> done) {
-    check_ready(sys, timeout, std::move(done));
+    http::probe_readiness(sys, timeout, std::move(done));
   };
   deps.metrics = &registry;
   deps.version = build_info::version;
   deps.git_commit = build_info::git_commit;
   deps.build_type = build_info::build_type;
   deps.node_name = self_node.host;
-  http::register_admin_routes(router, deps);
+  http::add_admin_routes(router, deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);
@@ -314,8 +288,8 @@ int serve(const config& cfg) {
   http_opts.max_body_bytes = static_cast<uint64_t>(cfg.http.max_body_bytes);
   http_opts.read_timeout = cfg.http.read_timeout;
   http_opts.idle_timeout = cfg.http.idle_timeout;
-  http_opts.server_name = std::string{"engram/"} + build_info::version;
-  http::server server{io.context(), router, registry, http_opts};
+  http_opts.version = build_info::version;
+  http::server server{io.context(), http_opts, std::move(router), registry};
   if (auto err = server.start()) {
     logger()->critical("cannot serve HTTP on {}:{}: {}", cfg.http.bind,
                        cfg.http.port, describe(err));

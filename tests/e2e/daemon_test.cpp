@@ -11,7 +11,7 @@
 #include "tests/support/http_client.hpp"
 
 using namespace engram;
-using namespace engram::testing;
+using namespace engram::test;
 using namespace std::chrono_literals;
 
 namespace {

@@ -28,7 +28,7 @@ bool table_exists(const std::string& conninfo, const std::string& name) {
 } // namespace
 
 TEST(migrations, embedded_ones_apply_and_a_second_run_applies_nothing) {
-  auto db = testing::shared_postgres().create_database("mig_embedded");
+  auto db = test::shared_postgres().create_database("mig_embedded");
   const auto& all = storage::embedded_migrations();
   ASSERT_FALSE(all.empty());
   auto first = storage::apply_migrations(db, all);
@@ -45,7 +45,7 @@ TEST(migrations, embedded_ones_apply_and_a_second_run_applies_nothing) {
 }
 
 TEST(migrations, two_concurrent_starters_apply_each_migration_once) {
-  auto db = testing::shared_postgres().create_database("mig_concurrent");
+  auto db = test::shared_postgres().create_database("mig_concurrent");
   // The first migration sleeps so both starters overlap; without the lock
   // the second CREATE TABLE of the same name would fail.
   std::vector<storage::migration> all{
@@ -66,7 +66,7 @@ TEST(migrations, two_concurrent_starters_apply_each_migration_once) {
 }
 
 TEST(migrations, a_newer_schema_is_refused) {
-  auto db = testing::shared_postgres().create_database("mig_newer");
+  auto db = test::shared_postgres().create_database("mig_newer");
   std::vector<storage::migration> v1{{1, "one", "CREATE TABLE engram.a (x int);"}};
   std::vector<storage::migration> v2 = v1;
   v2.push_back({2, "two", "CREATE TABLE engram.b (x int);"});
@@ -82,7 +82,7 @@ TEST(migrations, a_newer_schema_is_refused) {
 }
 
 TEST(migrations, a_failing_migration_is_named_and_rolled_back) {
-  auto db = testing::shared_postgres().create_database("mig_failing");
+  auto db = test::shared_postgres().create_database("mig_failing");
   std::vector<storage::migration> all{
     {1, "good", "CREATE TABLE engram.good (x int);"},
     {2, "bad", "CREATE TABLE engram.half (x int); SELECT no_such_function();"},

@@ -48,7 +48,7 @@ protected:
 } // namespace
 
 TEST_F(storage_test, reports_the_schema_status) {
-  auto db = testing::shared_postgres().create_database("storage_status");
+  auto db = test::shared_postgres().create_database("storage_status");
   auto pool = spawn_storage_pool(sys, options_for(db), 2, nullptr);
   auto before = ask<storage::schema_status>(pool, storage::schema_status_request{});
   ASSERT_TRUE(before) << describe(before.error());
@@ -62,7 +62,7 @@ TEST_F(storage_test, reports_the_schema_status) {
 }
 
 TEST_F(storage_test, records_node_heartbeats_and_stops) {
-  auto db = testing::shared_postgres().create_database("storage_nodes");
+  auto db = test::shared_postgres().create_database("storage_nodes");
   ASSERT_TRUE(storage::apply_migrations(db, storage::embedded_migrations()));
   metrics::registry registry;
   auto pool = spawn_storage_pool(sys, options_for(db), 2, &registry);
@@ -97,7 +97,7 @@ TEST_F(storage_test, records_node_heartbeats_and_stops) {
 
 TEST_F(storage_test, a_worker_survives_a_server_restart) {
   // Its own server: this test stops and starts it.
-  testing::throwaway_postgres pg;
+  test::throwaway_postgres pg;
   auto db = pg.connection_string();
   ASSERT_TRUE(storage::apply_migrations(db, storage::embedded_migrations()));
   auto worker = spawn_storage_worker(sys, options_for(db));

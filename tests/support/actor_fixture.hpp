@@ -6,7 +6,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 #include <gtest/gtest.h>
 
-namespace engram::testing {
+namespace engram::test {
 
 /// An actor system on CAF's deterministic scheduler: nothing runs until the
 /// test calls `run()`, and time moves only with `advance_time`. (CAF's own
@@ -41,4 +41,4 @@ protected:
   caf::scheduler::test_coordinator& sched;
 };
 
-} // namespace engram::testing
+} // namespace engram::test

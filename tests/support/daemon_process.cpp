@@ -10,7 +10,7 @@
 
 extern char** environ;
 
-namespace engram::testing {
+namespace engram::test {
 
 namespace {
 
@@ -158,4 +158,4 @@ process_result run_engram(const std::vector<std::string>& args,
   return *res;
 }
 
-} // namespace engram::testing
+} // namespace engram::test

@@ -8,7 +8,7 @@
 
 #include "runtime/child_process.hpp"
 
-namespace engram::testing {
+namespace engram::test {
 
 /// A temporary directory, removed with everything in it on destruction.
 class temp_dir {
@@ -86,4 +86,4 @@ private:
                                         std::chrono::milliseconds timeout
                                         = std::chrono::seconds{90});
 
-} // namespace engram::testing
+} // namespace engram::test

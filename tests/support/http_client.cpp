@@ -7,7 +7,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-namespace engram::testing {
+namespace engram::test {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -48,4 +48,4 @@ http_reply http_request(uint16_t port, const std::string& method,
   return result;
 }
 
-} // namespace engram::testing
+} // namespace engram::test

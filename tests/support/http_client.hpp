@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-namespace engram::testing {
+namespace engram::test {
 
 /// What a test sees of an HTTP response.
 struct http_reply {
@@ -29,4 +29,4 @@ inline http_reply http_get(uint16_t port, const std::string& target,
   return http_request(port, "GET", target, {}, headers);
 }
 
-} // namespace engram::testing
+} // namespace engram::test

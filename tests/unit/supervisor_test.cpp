@@ -34,7 +34,7 @@ caf::behavior test_child(caf::event_based_actor* self, std::string name,
   };
 }
 
-class supervisor_test : public engram::testing::actor_fixture {
+class supervisor_test : public engram::test::actor_fixture {
 protected:
   child_spec spec(std::string name, bool ignores_shutdown = false) {
     auto stopped_log = stopped;
