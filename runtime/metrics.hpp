@@ -19,6 +19,7 @@ using labels = std::vector<std::pair<std::string, std::string>>;
 /// A monotonically increasing value. Thread-safe (lock-free).
 class counter {
 public:
+  /// Adds `delta`; negative deltas are ignored (counters never go down).
   void inc(double delta = 1.0) noexcept;
   [[nodiscard]] double value() const noexcept;
 
@@ -42,8 +43,11 @@ private:
 /// bucket `le` counts observations <= bound; +Inf is implied). Thread-safe.
 class histogram {
 public:
+  /// Throws std::logic_error unless `upper_bounds` are finite and strictly
+  /// increasing.
   explicit histogram(std::vector<double> upper_bounds);
 
+  /// Records `x`; NaN is ignored so that `_sum` stays usable.
   void observe(double x) noexcept;
 
   struct snapshot {
@@ -51,6 +55,7 @@ public:
     /// Cumulative counts, one per bound, then one for +Inf.
     std::vector<uint64_t> cumulative_counts;
     double sum = 0;
+    /// Always equal to the +Inf count.
     uint64_t count = 0;
   };
 
@@ -60,7 +65,6 @@ private:
   std::vector<double> bounds_;
   std::unique_ptr<std::atomic<uint64_t>[]> buckets_; // per bucket, not cumulative
   std::atomic<double> sum_{0.0};
-  std::atomic<uint64_t> count_{0};
 };
 
 /// Default latency buckets in seconds (0.5 ms .. 10 s).
@@ -69,7 +73,9 @@ private:
 /// Owns every metric of the process and renders them in the Prometheus text
 /// exposition format (version 0.0.4). Registering returns a reference that
 /// stays valid for the registry's lifetime; registering the same name and
-/// labels again returns the same object. Thread-safe.
+/// labels again returns the same object. Registering a name again with another
+/// type, or with an invalid metric or label name, throws std::logic_error.
+/// Thread-safe.
 class registry {
 public:
   registry();
@@ -81,16 +87,20 @@ public:
                        labels ls = {});
   gauge& get_gauge(std::string_view name, std::string_view help,
                    labels ls = {});
+  /// The bounds of the first registration of `name` and `ls` win.
   histogram& get_histogram(std::string_view name, std::string_view help,
                            labels ls = {},
                            std::vector<double> upper_bounds
                            = default_latency_buckets());
 
-  /// Registers a gauge whose value is computed at render time.
+  /// Registers a gauge whose value is computed at render time, without the
+  /// registry's lock held. Registering the same name and labels again
+  /// replaces the function.
   void add_callback_gauge(std::string_view name, std::string_view help,
                           labels ls, std::function<double()> fn);
 
-  /// Renders all families, sorted by name, with HELP and TYPE lines.
+  /// Renders all families, sorted by name, with HELP and TYPE lines; series
+  /// of a family in registration order.
   [[nodiscard]] std::string render() const;
 
 private:
