@@ -1,6 +1,7 @@
 #include "runtime/embedded_postgres.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>

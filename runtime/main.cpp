@@ -116,16 +116,19 @@ std::optional<database> open_database(const config& cfg) {
   database result;
   if (!cfg.database.url.empty()) {
     logger()->info("using the database at database.url; no embedded server");
+    // The data directory still holds the port file.
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.daemon.data_dir, ec);
+    if (ec) {
+      logger()->critical("cannot create the data directory {}: {}",
+                         cfg.daemon.data_dir, ec.message());
+      return std::nullopt;
+    }
     result.conninfo = cfg.database.url;
     return result;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.daemon.data_dir, ec);
-  if (ec) {
-    logger()->critical("cannot create the data directory {}: {}",
-                       cfg.daemon.data_dir, ec.message());
-    return std::nullopt;
-  }
+  // start() creates the data directory (0755, so the server's system user
+  // can traverse it).
   auto pg = embedded_postgres::start(postgres_options(cfg));
   if (!pg) {
     logger()->critical("cannot start the embedded PostgreSQL: {}",
@@ -288,6 +291,10 @@ int serve(const config& cfg) {
   http_opts.max_body_bytes = static_cast<uint64_t>(cfg.http.max_body_bytes);
   http_opts.read_timeout = cfg.http.read_timeout;
   http_opts.idle_timeout = cfg.http.idle_timeout;
+  http_opts.write_timeout = cfg.http.read_timeout;
+  // Handlers give up on the actors after request_timeout; the server's own
+  // backstop only catches a handler that never answers.
+  http_opts.handler_timeout = cfg.http.request_timeout + std::chrono::seconds{1};
   http_opts.version = build_info::version;
   http::server server{io.context(), http_opts, std::move(router), registry};
   if (auto err = server.start()) {

@@ -108,17 +108,21 @@ TEST(daemon, sigterm_stops_it_and_its_postgres_cleanly) {
 TEST(daemon, comes_back_on_the_same_data_after_kill_9) {
   temp_dir dir{"engram-e2e"};
   auto data = dir.path() / "data";
+  std::string first_log;
   {
     daemon_process first{data};
     ASSERT_NE(first.wait_for_port(), 0) << first.log();
     ASSERT_EQ(http_get(first.port(), "/readyz").status, 200);
     first.kill9();
+    first_log = first.log();
   }
   daemon_process second{data};
   ASSERT_NE(second.wait_for_port(), 0) << second.log();
   EXPECT_EQ(http_get(second.port(), "/readyz").status, 200);
   // The cluster was reused, not created again.
-  EXPECT_FALSE(contains(second.log(), "initdb")) << second.log();
+  EXPECT_TRUE(contains(first_log, "initialising a new cluster")) << first_log;
+  EXPECT_FALSE(contains(second.log(), "initialising a new cluster"))
+    << second.log();
   auto status = second.terminate();
   ASSERT_TRUE(status);
   EXPECT_EQ(status->exit_code, 0) << second.log();

@@ -61,6 +61,8 @@ daemon_process::daemon_process(std::filesystem::path data_dir,
   : data_dir_(std::move(data_dir)) {
   std::filesystem::create_directories(data_dir_);
   std::filesystem::remove(data_dir_ / "engram.port");
+  // Each run's log starts empty, so a test sees only this process's lines.
+  std::filesystem::remove(data_dir_ / "daemon.log");
   std::vector<std::string> args{"serve", "--data-dir", data_dir_.string(),
                                 "--http.port", "0"};
   args.insert(args.end(), extra.begin(), extra.end());
