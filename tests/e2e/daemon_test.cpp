@@ -5,10 +5,14 @@
 #include <csignal>
 #include <string>
 
+#include <sstream>
+
+#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
 #include "tests/support/daemon_process.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/postgres_fixture.hpp"
 
 using namespace engram;
 using namespace engram::test;
@@ -149,4 +153,46 @@ TEST(daemon, migrate_applies_the_schema_and_exits) {
   auto again = run_engram({"migrate", "--data-dir", data.string()});
   EXPECT_EQ(again.status.exit_code, 0) << again.output;
   EXPECT_TRUE(contains(again.output, "schema is current")) << again.output;
+}
+
+TEST(daemon, uses_the_server_named_by_database_url_and_starts_none) {
+  test::throwaway_postgres pg{"external"};
+  temp_dir dir{"engram-e2e"};
+  auto data = dir.path() / "data";
+  daemon_process d{data, {}, {{"DATABASE_URL", pg.connection_string()}}};
+  ASSERT_NE(d.wait_for_port(), 0) << d.log();
+  EXPECT_EQ(http_get(d.port(), "/readyz").status, 200);
+  EXPECT_FALSE(std::filesystem::exists(data / "pgdata"));
+  EXPECT_TRUE(contains(d.log(), "no embedded server")) << d.log();
+  // The schema landed in the external server, and the node registered.
+  EXPECT_EQ(pg.psql("SELECT count(*) FROM engram.schema_migrations"), "1");
+  auto status = d.terminate();
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->exit_code, 0) << d.log();
+  EXPECT_TRUE(pg.running()) << "the daemon must not stop a server it did "
+                               "not start";
+  EXPECT_EQ(pg.psql("SELECT count(*) FROM engram.nodes "
+                    "WHERE stopped_at IS NOT NULL"),
+            "1");
+}
+
+TEST(daemon, writes_one_json_object_per_line_with_log_format_json) {
+  temp_dir dir{"engram-e2e"};
+  auto res = run_engram({"migrate", "--data-dir", (dir.path() / "data").string(),
+                         "--log-format", "json"});
+  ASSERT_EQ(res.status.exit_code, 0) << res.output;
+  std::istringstream lines{res.output};
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    boost::system::error_code ec;
+    auto value = boost::json::parse(line, ec);
+    ASSERT_FALSE(ec) << "not JSON: " << line;
+    ASSERT_TRUE(value.is_object()) << line;
+    const auto& obj = value.as_object();
+    for (auto key : {"ts", "level", "component", "msg"})
+      EXPECT_TRUE(obj.contains(key)) << key << " missing in " << line;
+    ++count;
+  }
+  EXPECT_GE(count, 3) << res.output;
 }

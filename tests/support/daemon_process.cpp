@@ -30,12 +30,15 @@ std::vector<std::pair<std::string, std::string>> clean_environment() {
   return result;
 }
 
-process_options engram_options(std::vector<std::string> args) {
+process_options engram_options(const std::vector<std::string>& args,
+                               const environment_vars& env) {
   process_options opts;
-  opts.argv.push_back(ENGRAM_BINARY);
+  opts.argv.reserve(args.size() + 1);
+  opts.argv.emplace_back(ENGRAM_BINARY);
   opts.argv.insert(opts.argv.end(), args.begin(), args.end());
   opts.inherit_environment = false;
   opts.env = clean_environment();
+  opts.env.insert(opts.env.end(), env.begin(), env.end());
   return opts;
 }
 
@@ -57,7 +60,8 @@ temp_dir::~temp_dir() {
 }
 
 daemon_process::daemon_process(std::filesystem::path data_dir,
-                               std::vector<std::string> extra)
+                               std::vector<std::string> extra,
+                               environment_vars env)
   : data_dir_(std::move(data_dir)) {
   std::filesystem::create_directories(data_dir_);
   std::filesystem::remove(data_dir_ / "engram.port");
@@ -66,7 +70,7 @@ daemon_process::daemon_process(std::filesystem::path data_dir,
   std::vector<std::string> args{"serve", "--data-dir", data_dir_.string(),
                                 "--http.port", "0"};
   args.insert(args.end(), extra.begin(), extra.end());
-  auto opts = engram_options(args);
+  auto opts = engram_options(args, env);
   opts.output_file = data_dir_ / "daemon.log";
   auto proc = child_process::spawn(opts);
   if (!proc)
@@ -153,8 +157,9 @@ std::vector<pid_t> processes_mentioning(const std::string& needle) {
 }
 
 process_result run_engram(const std::vector<std::string>& args,
+                          environment_vars env,
                           std::chrono::milliseconds timeout) {
-  auto res = run_and_wait(engram_options(args), timeout);
+  auto res = run_and_wait(engram_options(args, env), timeout);
   if (!res)
     throw std::runtime_error("cannot run engram");
   return *res;

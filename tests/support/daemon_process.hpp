@@ -26,6 +26,9 @@ private:
   std::filesystem::path path_;
 };
 
+/// Environment variables as (name, value) pairs.
+using environment_vars = std::vector<std::pair<std::string, std::string>>;
+
 /// `engram serve` as a child process, the way an operator runs it: its own
 /// data directory, HTTP on port 0 (the chosen port is read from
 /// <data-dir>/engram.port), logs to <data-dir>/daemon.log.
@@ -33,9 +36,9 @@ class daemon_process {
 public:
   /// Starts the daemon with `--data-dir data_dir --http.port 0` plus `extra`
   /// flags; DATABASE_URL and ENGRAM_* variables of the test's environment
-  /// are not passed on.
+  /// are not passed on, only those in `env`.
   daemon_process(std::filesystem::path data_dir,
-                 std::vector<std::string> extra = {});
+                 std::vector<std::string> extra = {}, environment_vars env = {});
 
   /// Kills the daemon if it still runs.
   ~daemon_process();
@@ -83,6 +86,7 @@ private:
 
 /// Runs `engram <args>` to completion (data dir and env as above).
 [[nodiscard]] process_result run_engram(const std::vector<std::string>& args,
+                                        environment_vars env = {},
                                         std::chrono::milliseconds timeout
                                         = std::chrono::seconds{90});
 
