@@ -17,6 +17,7 @@
 #include "storage/storage_actors.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/postgres_fixture.hpp"
+#include "tests/support/storage_options.hpp"
 
 using namespace engram;
 using namespace std::chrono_literals;
@@ -27,14 +28,8 @@ class readiness_test : public ::testing::Test {
 protected:
   /// Serves the admin routes with a storage pool on `conninfo`.
   void serve(const std::string& conninfo) {
-    storage_options opts;
-    opts.conninfo = conninfo;
-    opts.connect_timeout = 2s;
-    opts.backoff_initial = 50ms;
-    opts.backoff_max = 200ms;
-    opts.known_schema_version
-      = storage::latest_version(storage::embedded_migrations());
-    pool = spawn_storage_pool(sys, opts, 2, &registry);
+    pool = spawn_storage_pool(sys, test::fast_storage_options(conninfo), 2,
+                              &registry);
     sys.registry().put(caf::atom(storage_pool_name), pool);
     http::router routes;
     http::admin_deps deps;

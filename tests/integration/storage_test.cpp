@@ -11,6 +11,7 @@
 #include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
 #include "tests/support/postgres_fixture.hpp"
+#include "tests/support/storage_options.hpp"
 
 using namespace engram;
 using namespace std::chrono_literals;
@@ -19,17 +20,6 @@ namespace {
 
 class storage_test : public ::testing::Test {
 protected:
-  storage_options options_for(const std::string& conninfo) {
-    storage_options result;
-    result.conninfo = conninfo;
-    result.connect_timeout = 2s;
-    result.backoff_initial = 50ms;
-    result.backoff_max = 200ms;
-    result.known_schema_version
-      = storage::latest_version(storage::embedded_migrations());
-    return result;
-  }
-
   /// Sends `req` and waits for the answer.
   template <class Reply, class Handle, class Request>
   caf::expected<Reply> ask(const Handle& dest, Request req) {
@@ -49,7 +39,7 @@ protected:
 
 TEST_F(storage_test, reports_the_schema_status) {
   auto db = test::shared_postgres().create_database("storage_status");
-  auto pool = spawn_storage_pool(sys, options_for(db), 2, nullptr);
+  auto pool = spawn_storage_pool(sys, test::fast_storage_options(db), 2, nullptr);
   auto before = ask<storage::schema_status>(pool, storage::schema_status_request{});
   ASSERT_TRUE(before) << describe(before.error());
   EXPECT_EQ(before->applied_version, 0);
@@ -65,7 +55,7 @@ TEST_F(storage_test, records_node_heartbeats_and_stops) {
   auto db = test::shared_postgres().create_database("storage_nodes");
   ASSERT_TRUE(storage::apply_migrations(db, storage::embedded_migrations()));
   metrics::registry registry;
-  auto pool = spawn_storage_pool(sys, options_for(db), 2, &registry);
+  auto pool = spawn_storage_pool(sys, test::fast_storage_options(db), 2, &registry);
   storage::node_info node{"6f1c1a52-4a0e-4c1e-9d55-1b2f1f0e7a10", "host-a", 42,
                           "0.1.0"};
   ASSERT_TRUE(ask<bool>(pool, storage::node_heartbeat{node}));
@@ -100,7 +90,7 @@ TEST_F(storage_test, a_worker_survives_a_server_restart) {
   test::throwaway_postgres pg;
   auto db = pg.connection_string();
   ASSERT_TRUE(storage::apply_migrations(db, storage::embedded_migrations()));
-  auto worker = spawn_storage_worker(sys, options_for(db));
+  auto worker = spawn_storage_worker(sys, test::fast_storage_options(db));
   ASSERT_TRUE(ask<storage::schema_status>(worker, storage::schema_status_request{}));
   pg.stop();
   auto down = ask<storage::schema_status>(worker, storage::schema_status_request{});

@@ -38,9 +38,10 @@ class supervisor_test : public engram::test::actor_fixture {
 protected:
   child_spec spec(std::string name, bool ignores_shutdown = false) {
     auto stopped_log = stopped;
+    auto start_count = starts;
     return {name,
             [=](caf::actor_system& sys) {
-              ++(*starts)[name];
+              ++(*start_count)[name];
               return sys.spawn(test_child, name, stopped_log, ignores_shutdown);
             },
             5s};
