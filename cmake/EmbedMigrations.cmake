@@ -1,6 +1,7 @@
 # Turns storage/migrations/NNN_name.sql into a C++ table compiled into the
 # binary, so the daemon carries the schema it knows wherever it runs.
-# Inputs: OUT (the .cpp to write), FILES (the sorted .sql files).
+# Inputs: OUT (the .cpp to write), FILES (the sorted .sql files, "|"-separated).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "// Generated from storage/migrations/*.sql by cmake/EmbedMigrations.cmake.\n")
 string(APPEND body "#include \"storage/migration.hpp\"\n\nnamespace engram::storage {\n\n")
 string(APPEND body "const std::vector<migration>& embedded_migrations() {\n")
