@@ -5,6 +5,8 @@ find_package(Boost 1.81 EXACT REQUIRED COMPONENTS json)
 find_package(spdlog REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(OpenSSL REQUIRED)
+# Howard Hinnant's date/tz over the system tzdata (date::date-tz).
+find_package(date REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 

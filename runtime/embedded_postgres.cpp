@@ -471,6 +471,11 @@ struct embedded_postgres::state {
     p.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"},
              {"LC_ALL", "C"},
              {"LANG", "C"}};
+    // A tool (initdb above all) must not outlive a daemon killed with -9:
+    // the next start would race it on the same directory. Its own process
+    // group keeps a terminal's Ctrl-C from cutting it off half-way.
+    p.parent_death_signal = SIGKILL;
+    p.new_process_group = true;
     return p;
   }
 

@@ -22,6 +22,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/node/node.hpp"
+#include "actors/scheduler/cron_command.hpp"
 #include "actors/supervisor/supervisor.hpp"
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
@@ -170,6 +171,23 @@ bool migrate(const std::string& conninfo, const sigset_t& signals,
   }
 }
 
+/// Bounds the whole shutdown: if the process still runs `timeout` plus a
+/// grace period after shutdown began (an actor or a query that does not
+/// stop, a server that does not shut down), the embedded server gets an
+/// immediate shutdown and the daemon exits with status 1.
+void arm_shutdown_watchdog(std::chrono::milliseconds timeout,
+                           pid_t postmaster) {
+  std::thread{[timeout, postmaster] {
+    std::this_thread::sleep_for(timeout + std::chrono::seconds{10});
+    logger()->critical("shutdown did not finish within daemon.shutdown_timeout"
+                       " + 10 s; exiting now");
+    if (postmaster > 0)
+      ::kill(postmaster, SIGQUIT);
+    std::fflush(nullptr);
+    std::_Exit(exit_failure);
+  }}.detach();
+}
+
 void write_port_file(const config& cfg, uint16_t port) {
   auto path = std::filesystem::path{cfg.daemon.data_dir} / "engram.port";
   auto tmp = path;
@@ -215,10 +233,10 @@ int serve(const config& cfg) {
   metrics::registry registry;
   register_process_metrics(registry);
 
-  caf::actor_system_config sys_cfg;
-  apply_caf_settings(cfg, sys_cfg);
-  caf::actor_system sys{sys_cfg};
-
+  // Everything the actors refer to is declared before the actor system, so
+  // it outlives every actor (the system's destructor waits for them).
+  std::atomic<bool> supervisor_down{false};
+  auto supervisor_failure = std::make_shared<std::string>();
   storage_options storage_opts;
   storage_opts.conninfo = db->conninfo;
   storage_opts.connect_timeout = cfg.database.connect_timeout;
@@ -233,6 +251,10 @@ int serve(const config& cfg) {
   self_node.host = cfg.node.name.empty() ? host_name() : cfg.node.name;
   self_node.pid = getpid();
   self_node.version = build_info::version;
+
+  caf::actor_system_config sys_cfg;
+  apply_caf_settings(cfg, sys_cfg);
+  caf::actor_system sys{sys_cfg};
 
   std::vector<child_spec> children{
     {storage_pool_name,
@@ -254,8 +276,6 @@ int serve(const config& cfg) {
   auto sup = sys.spawn(supervisor, std::move(children), sup_opts);
 
   // Learn when the supervisor goes down (escalation or shutdown).
-  std::atomic<bool> supervisor_down{false};
-  auto supervisor_failure = std::make_shared<std::string>();
   auto watcher = sys.spawn(
     [sup, &supervisor_down, supervisor_failure](caf::event_based_actor* self)
       -> caf::behavior {
@@ -268,6 +288,21 @@ int serve(const config& cfg) {
       });
       return {[](atom::tick) {}};
     });
+
+  // The supervisor starts its children in its init; once it answers, every
+  // child runs and is in the registry, so /readyz can find the storage pool.
+  {
+    caf::scoped_actor self{sys};
+    bool started = false;
+    self->request(sup, std::chrono::seconds{30}, atom::stats_v)
+      .receive([&](std::vector<child_status>&) { started = true; },
+               [&](caf::error& err) {
+                 logger()->critical("the supervisor did not start: {}",
+                                    describe(err));
+               });
+    if (!started)
+      return exit_failure;
+  }
 
   // HTTP last: it serves what the actors provide.
   io_threads io{2};
@@ -301,6 +336,10 @@ int serve(const config& cfg) {
     logger()->critical("cannot serve HTTP on {}:{}: {}", cfg.http.bind,
                        cfg.http.port, describe(err));
     caf::anon_send(sup, atom::shutdown_v);
+    auto deadline
+      = std::chrono::steady_clock::now() + cfg.daemon.shutdown_timeout;
+    while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
     return exit_failure;
   }
   write_port_file(cfg, server.port());
@@ -309,10 +348,19 @@ int serve(const config& cfg) {
                  self_node.id);
 
   int sig = 0;
-  while (!supervisor_down && sig == 0)
+  bool database_lost = false;
+  while (!supervisor_down && sig == 0 && !database_lost) {
     sig = wait_for_signal(signals, 200ms);
+    database_lost = db->embedded && !db->embedded->running();
+  }
   if (sig != 0)
     logger()->info("received {}; shutting down", strsignal(sig));
+  if (database_lost)
+    logger()->critical("the embedded PostgreSQL exited unexpectedly (see {}); "
+                       "shutting down",
+                       db->embedded->log_file().string());
+  arm_shutdown_watchdog(cfg.daemon.shutdown_timeout,
+                        db->embedded ? db->embedded->pid() : 0);
 
   // Reverse order: stop taking requests, stop the actors (the supervisor
   // stops its children in reverse start order), then the database.
@@ -333,6 +381,8 @@ int serve(const config& cfg) {
   std::error_code ec;
   std::filesystem::remove(
     std::filesystem::path{cfg.daemon.data_dir} / "engram.port", ec);
+  if (database_lost)
+    return exit_failure;
   if (!supervisor_failure->empty()) {
     logger()->critical("stopped after a supervised actor failed: {}",
                        *supervisor_failure);
@@ -371,6 +421,12 @@ int main(int argc, char** argv) {
               << build_info::git_commit << ", " << build_info::build_type
               << ")\n";
     return exit_ok;
+  }
+  if (cl.command == "cron") {
+    // Pure computation: no configuration, no database.
+    auto now = std::chrono::floor<std::chrono::seconds>(
+      std::chrono::system_clock::now());
+    return cron::run_next_command(cl.cron, now, std::cout, std::cerr);
   }
   auto cfg = load(cl);
   if (!cfg)

@@ -8,8 +8,8 @@ void record_heartbeat(pqxx::connection& conn, const node_info& node) {
   pqxx::work tx{conn};
   tx.exec_params("INSERT INTO engram.nodes (id, host, pid, version) "
                  "VALUES ($1::uuid, $2, $3, $4) "
-                 "ON CONFLICT (id) DO UPDATE "
-                 "SET heartbeat_at = now(), stopped_at = NULL",
+                 "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() "
+                 "WHERE nodes.stopped_at IS NULL",
                  node.id, node.host, node.pid, node.version);
   tx.commit();
 }

@@ -8,9 +8,9 @@
 
 namespace engram::storage {
 
-/// Inserts the node's row or, if present, refreshes heartbeat_at (and clears
-/// stopped_at: a node id is never reused, but a heartbeat after a stop means
-/// the node is alive after all).
+/// Inserts the node's row or, if present and not stopped, refreshes
+/// heartbeat_at. A stopped node stays stopped: node ids are never reused, and
+/// a heartbeat that lost the race with the stop must not revive the row.
 void record_heartbeat(pqxx::connection& conn, const node_info& node);
 
 /// Sets stopped_at = now() for the node. Returns false for an unknown id.

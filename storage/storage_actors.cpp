@@ -126,6 +126,7 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
 // -- pool ---------------------------------------------------------------------
 
 struct pool_state {
+  storage_options options;
   std::vector<storage_actor> workers;
   /// Requests handed to each worker and not yet answered.
   std::vector<int64_t> outstanding;
@@ -183,7 +184,11 @@ caf::typed_response_promise<Reply> dispatch(pool_ptr self, Request& req) {
   ++st.outstanding[i];
   publish_gauges(st);
   auto rp = self->template make_response_promise<Reply>();
-  self->request(st.workers[i], caf::infinite, std::move(req))
+  // A worker answers within one connect attempt plus one statement; the
+  // slack covers queueing behind requests handed to it earlier.
+  auto timeout = st.options.connect_timeout + st.options.statement_timeout
+                 + std::chrono::seconds{30};
+  self->request(st.workers[i], timeout, std::move(req))
     .then(
       [self, i, rp](Reply& reply) mutable {
         on_done(self, i, nullptr);
@@ -201,6 +206,7 @@ storage_pool_actor::behavior_type storage_pool(pool_ptr self,
                                                size_t size,
                                                metrics::registry* registry) {
   auto& st = self->state;
+  st.options = options;
   st.metrics = registry;
   if (registry != nullptr) {
     constexpr auto help = "Storage connections (one per storage worker) by "

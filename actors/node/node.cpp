@@ -60,6 +60,9 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
   self->state.info = std::move(info);
   self->state.interval = interval;
   self->set_exit_handler([self](caf::exit_msg& msg) {
+    // No heartbeat after this point: one committing after node_stopped
+    // would mark the node alive again.
+    self->state.stopping = true;
     auto storage = storage_of(self);
     if (!storage || !self->state.registered) {
       self->quit(msg.reason);
@@ -77,7 +80,10 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
   });
   self->send(self, atom::tick_v);
   return {
-    [self](atom::tick) { heartbeat(self); },
+    [self](atom::tick) {
+      if (!self->state.stopping)
+        heartbeat(self);
+    },
   };
 }
 

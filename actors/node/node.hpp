@@ -20,6 +20,8 @@ struct node_state {
   /// Whether the last heartbeat failed (to log the change once, not each time).
   bool failing = false;
   bool registered = false;
+  /// Set once shutdown began: no more heartbeats.
+  bool stopping = false;
 
   static inline const char* name = "node";
 };

@@ -45,8 +45,9 @@ process_options engram_options(const std::vector<std::string>& args,
 } // namespace
 
 temp_dir::temp_dir(const std::string& prefix) {
-  auto tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX"))
-                .string();
+  // /tmp, not TMPDIR: a private TMPDIR would be out of reach of the
+  // embedded server's system user.
+  auto tmpl = (std::filesystem::path{"/tmp"} / (prefix + "-XXXXXX")).string();
   if (mkdtemp(tmpl.data()) == nullptr)
     throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
@@ -72,6 +73,8 @@ daemon_process::daemon_process(std::filesystem::path data_dir,
   args.insert(args.end(), extra.begin(), extra.end());
   auto opts = engram_options(args, env);
   opts.output_file = data_dir_ / "daemon.log";
+  // If the test binary dies, the daemon (and with it its PostgreSQL) stops.
+  opts.parent_death_signal = SIGTERM;
   auto proc = child_process::spawn(opts);
   if (!proc)
     throw std::runtime_error("cannot start engram");
