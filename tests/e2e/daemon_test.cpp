@@ -101,11 +101,14 @@ TEST(daemon, sigterm_stops_it_and_its_postgres_cleanly) {
   auto pg = d.postgres_pid();
   ASSERT_GT(pg, 0);
   ASSERT_TRUE(process_alive(pg));
+  // The postmaster and its backends, found by their working directory.
+  ASSERT_GT(processes_in(data / "pgdata").size(), 1u);
   auto status = d.terminate();
   ASSERT_TRUE(status) << "did not exit within the timeout\n" << d.log();
   EXPECT_EQ(status->exit_code, 0) << status->to_string() << "\n" << d.log();
   EXPECT_FALSE(process_alive(pg));
   EXPECT_TRUE(processes_mentioning(data.string()).empty());
+  EXPECT_TRUE(processes_in(data / "pgdata").empty());
   EXPECT_FALSE(std::filesystem::exists(data / "engram.port"));
   EXPECT_TRUE(contains(d.log(), "stopping node")) << d.log();
 }

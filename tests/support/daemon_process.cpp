@@ -159,6 +159,24 @@ std::vector<pid_t> processes_mentioning(const std::string& needle) {
   return result;
 }
 
+std::vector<pid_t> processes_in(const std::filesystem::path& dir) {
+  std::vector<pid_t> result;
+  std::error_code ec;
+  auto target = std::filesystem::canonical(dir, ec);
+  if (ec)
+    return result;
+  for (const auto& entry : std::filesystem::directory_iterator{"/proc"}) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto cwd = std::filesystem::read_symlink(entry.path() / "cwd", ec);
+    auto pid = static_cast<pid_t>(std::stol(name));
+    if (!ec && cwd == target && process_alive(pid))
+      result.push_back(pid);
+  }
+  return result;
+}
+
 process_result run_engram(const std::vector<std::string>& args,
                           environment_vars env,
                           std::chrono::milliseconds timeout) {

@@ -84,6 +84,10 @@ private:
 /// Pids of live processes whose command line mentions `needle`.
 [[nodiscard]] std::vector<pid_t> processes_mentioning(const std::string& needle);
 
+/// Pids of live processes whose working directory is `dir` (PostgreSQL's
+/// postmaster and every backend run in their cluster directory).
+[[nodiscard]] std::vector<pid_t> processes_in(const std::filesystem::path& dir);
+
 /// Runs `engram <args>` to completion (data dir and env as above).
 [[nodiscard]] process_result run_engram(const std::vector<std::string>& args,
                                         environment_vars env = {},
