@@ -8,6 +8,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "messages/atoms.hpp"
+#include "messages/tasks.hpp"
 
 namespace engram::storage {
 
@@ -103,7 +104,32 @@ using storage_actor = caf::typed_actor<
   // Upserts the node row and sets heartbeat_at = now().
   caf::replies_to<storage::node_heartbeat>::with<bool>,
   // Marks the node row as stopped.
-  caf::replies_to<storage::node_stopped>::with<bool>>;
+  caf::replies_to<storage::node_stopped>::with<bool>,
+  // -- the task queue (DESIGN §4); see storage/task_repository.hpp --
+  // Enqueues tasks in one transaction; results in request order.
+  caf::replies_to<tasks::enqueue_tasks>::with<std::vector<tasks::enqueue_result>>,
+  // Claims due tasks of a queue under fresh leases.
+  caf::replies_to<tasks::claim_tasks>::with<std::vector<tasks::claimed_task>>,
+  // Records finished attempts (and their followups) in one transaction.
+  caf::replies_to<tasks::complete_tasks>::with<tasks::completion_result>,
+  // Extends leases; reports lost ones and cancel requests.
+  caf::replies_to<tasks::renew_leases>::with<tasks::renewal_result>,
+  // Hands claimed tasks back without counting the attempt.
+  caf::replies_to<tasks::release_tasks>::with<int64_t>,
+  // Requeues tasks whose lease expired; returns their ids.
+  caf::replies_to<tasks::reclaim_expired>::with<std::vector<int64_t>>,
+  // Cancels a task: "cancelled", "cancelling", or its terminal status;
+  // not_found for an unknown id.
+  caf::replies_to<tasks::cancel_task>::with<std::string>,
+  // Requeues a dead or cancelled task: its new status; not_found, or
+  // conflict when it is not dead or cancelled or its unique key is taken.
+  caf::replies_to<tasks::retry_task>::with<std::string>,
+  // One task; not_found for an unknown id.
+  caf::replies_to<tasks::get_task>::with<tasks::task_info>,
+  // A page of tasks, newest first.
+  caf::replies_to<tasks::list_tasks>::with<tasks::task_page>,
+  // Depth and oldest age per queue.
+  caf::replies_to<tasks::queue_depths_request>::with<std::vector<tasks::queue_depth>>>;
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.

@@ -19,8 +19,11 @@ struct enqueue_request {
   /// Higher runs first.
   int32_t priority = 0;
   int32_t max_retries = 3;
-  /// Delay before the task may run (0 = now).
+  /// Delay before the task may run (0 = now), counted from the enqueue.
   int64_t delay_ms = 0;
+  /// Earliest start as epoch microseconds; when set (> 0) it wins over
+  /// `delay_ms`.
+  int64_t run_at_us = 0;
   /// At most one queued-or-running task per key; empty = no key.
   std::string unique_key;
   /// Soft limit (cooperative stop) and hard limit (attempt abandoned); 0 = none.
@@ -31,7 +34,8 @@ struct enqueue_request {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, enqueue_request& x) {
   return f(caf::meta::type_name("enqueue_request"), x.name, x.queue,
-           x.args_json, x.priority, x.max_retries, x.delay_ms, x.unique_key,
+           x.args_json, x.priority, x.max_retries, x.delay_ms, x.run_at_us,
+           x.unique_key,
            x.soft_time_limit_ms, x.time_limit_ms);
 }
 
@@ -83,12 +87,252 @@ struct task_outcome {
   bool permanent = false;
   /// Delay before the retry, from the task's retry policy.
   int64_t retry_delay_ms = 0;
+  /// The handler stopped because an operator cancelled the task: it ends
+  /// `cancelled` instead of being retried.
+  bool cancelled = false;
+  /// Tasks to enqueue in the same transaction that records this outcome (a
+  /// chain's next step): they exist if and only if the outcome was accepted.
+  std::vector<enqueue_request> followups;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_outcome& x) {
   return f(caf::meta::type_name("task_outcome"), x.id, x.lease_token,
-           x.succeeded, x.result_json, x.error, x.permanent, x.retry_delay_ms);
+           x.succeeded, x.result_json, x.error, x.permanent, x.retry_delay_ms,
+           x.cancelled, x.followups);
+}
+
+/// A running task's lease, as its holder knows it.
+struct lease_ref {
+  int64_t id = 0;
+  std::string lease_token;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_ref& x) {
+  return f(caf::meta::type_name("lease_ref"), x.id, x.lease_token);
+}
+
+// -- storage requests ---------------------------------------------------------
+
+/// Enqueues tasks in one transaction: all of them or none.
+struct enqueue_tasks {
+  std::vector<enqueue_request> tasks;
+  /// The enqueuer's clock (epoch microseconds): run_at = now + delay.
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, enqueue_tasks& x) {
+  return f(caf::meta::type_name("enqueue_tasks"), x.tasks, x.now_us);
+}
+
+/// Claims up to `limit` due tasks of `queue` for `worker`.
+struct claim_tasks {
+  std::string queue;
+  std::string worker;
+  int64_t limit = 1;
+  int64_t lease_ms = 30000;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, claim_tasks& x) {
+  return f(caf::meta::type_name("claim_tasks"), x.queue, x.worker, x.limit,
+           x.lease_ms, x.now_us);
+}
+
+/// Records finished attempts in one transaction (a batch completion).
+struct complete_tasks {
+  std::vector<task_outcome> outcomes;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, complete_tasks& x) {
+  return f(caf::meta::type_name("complete_tasks"), x.outcomes, x.now_us);
+}
+
+/// Which outcomes of a batch were refused because their lease was lost.
+struct completion_result {
+  int64_t accepted = 0;
+  std::vector<int64_t> refused;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, completion_result& x) {
+  return f(caf::meta::type_name("completion_result"), x.accepted, x.refused);
+}
+
+/// Extends the leases of tasks a worker holds.
+struct renew_leases {
+  std::vector<lease_ref> leases;
+  int64_t lease_ms = 30000;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, renew_leases& x) {
+  return f(caf::meta::type_name("renew_leases"), x.leases, x.lease_ms,
+           x.now_us);
+}
+
+/// Leases a renewal could not extend, and tasks an operator asked to stop.
+struct renewal_result {
+  std::vector<int64_t> lost;
+  std::vector<int64_t> cancel_requested;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, renewal_result& x) {
+  return f(caf::meta::type_name("renewal_result"), x.lost, x.cancel_requested);
+}
+
+/// Hands tasks back to the queue without counting the attempt (a worker
+/// that stops before running or finishing them).
+struct release_tasks {
+  std::vector<lease_ref> leases;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, release_tasks& x) {
+  return f(caf::meta::type_name("release_tasks"), x.leases, x.now_us);
+}
+
+/// Requeues (or buries) running tasks whose lease expired.
+struct reclaim_expired {
+  int64_t limit = 1000;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reclaim_expired& x) {
+  return f(caf::meta::type_name("reclaim_expired"), x.limit, x.now_us);
+}
+
+/// Cancels a task (queued: at once; running: cooperatively).
+struct cancel_task {
+  int64_t id = 0;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cancel_task& x) {
+  return f(caf::meta::type_name("cancel_task"), x.id, x.now_us);
+}
+
+/// Puts a dead (or cancelled) task back in the queue with a fresh retry
+/// budget.
+struct retry_task {
+  int64_t id = 0;
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, retry_task& x) {
+  return f(caf::meta::type_name("retry_task"), x.id, x.now_us);
+}
+
+/// A task as stored, for the API.
+struct task_info {
+  int64_t id = 0;
+  std::string name;
+  std::string queue;
+  std::string args_json;
+  std::string status;
+  int32_t priority = 0;
+  int32_t attempts = 0;
+  int32_t max_retries = 0;
+  std::string unique_key;
+  int64_t soft_time_limit_ms = 0;
+  int64_t time_limit_ms = 0;
+  bool cancel_requested = false;
+  std::string locked_by;
+  /// Epoch microseconds; 0 = not set.
+  int64_t run_at_us = 0;
+  int64_t lease_until_us = 0;
+  int64_t created_at_us = 0;
+  int64_t started_at_us = 0;
+  int64_t finished_at_us = 0;
+  /// JSON text; empty when there is none.
+  std::string result_json;
+  std::string last_error;
+  /// JSON array of {attempt, at, error}.
+  std::string errors_json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_info& x) {
+  return f(caf::meta::type_name("task_info"), x.id, x.name, x.queue,
+           x.args_json, x.status, x.priority, x.attempts, x.max_retries,
+           x.unique_key, x.soft_time_limit_ms, x.time_limit_ms,
+           x.cancel_requested, x.locked_by, x.run_at_us, x.lease_until_us,
+           x.created_at_us, x.started_at_us, x.finished_at_us, x.result_json,
+           x.last_error, x.errors_json);
+}
+
+/// Reads one task; unknown ids are answered with `errc::not_found`.
+struct get_task {
+  int64_t id = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, get_task& x) {
+  return f(caf::meta::type_name("get_task"), x.id);
+}
+
+/// Lists tasks newest first, optionally filtered; `before_id` is the cursor
+/// (only ids below it; 0 = from the newest). Ids grow with inserts, so pages
+/// stay stable while tasks are added.
+struct list_tasks {
+  std::string status;
+  std::string name;
+  std::string queue;
+  int64_t before_id = 0;
+  int64_t limit = 50;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, list_tasks& x) {
+  return f(caf::meta::type_name("list_tasks"), x.status, x.name, x.queue,
+           x.before_id, x.limit);
+}
+
+/// One page of tasks; `next_before_id` is 0 on the last page.
+struct task_page {
+  std::vector<task_info> tasks;
+  int64_t next_before_id = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_page& x) {
+  return f(caf::meta::type_name("task_page"), x.tasks, x.next_before_id);
+}
+
+/// Depth of one queue, for metrics.
+struct queue_depth {
+  std::string queue;
+  int64_t queued = 0;
+  int64_t running = 0;
+  /// Age of the oldest due queued task in milliseconds (0 = none).
+  int64_t oldest_age_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_depth& x) {
+  return f(caf::meta::type_name("queue_depth"), x.queue, x.queued, x.running,
+           x.oldest_age_ms);
+}
+
+/// Asks for every queue's depth.
+struct queue_depths_request {
+  int64_t now_us = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_depths_request& x) {
+  return f(caf::meta::type_name("queue_depths_request"), x.now_us);
 }
 
 } // namespace engram::tasks

@@ -7,6 +7,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <pqxx/connection>
+#include <pqxx/transaction>
 
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
@@ -14,6 +15,7 @@
 #include "storage/connection.hpp"
 #include "storage/node_repository.hpp"
 #include "storage/schema_repository.hpp"
+#include "storage/task_repository.hpp"
 
 namespace engram {
 
@@ -75,12 +77,18 @@ caf::error ensure_connected(worker_state& st) {
   }
 }
 
+template <class T>
+caf::result<T> to_result(caf::expected<T>&& x) {
+  if (!x)
+    return std::move(x.error());
+  return std::move(*x);
+}
+
 /// Runs `f` on the worker's connection; every libpqxx exception ends here
 /// and becomes an `errc` error. A lost connection is dropped so the next
 /// request reconnects.
-template <class F>
-auto guarded(worker_ptr self, F&& f)
-  -> caf::result<decltype(f(std::declval<pqxx::connection&>()))> {
+template <class T, class F>
+caf::expected<T> run_guarded(worker_ptr self, F&& f) {
   auto& st = self->state;
   if (auto err = ensure_connected(st))
     return err;
@@ -97,6 +105,27 @@ auto guarded(worker_ptr self, F&& f)
     }
     return err;
   }
+}
+
+/// run_guarded as a handler's result.
+template <class F>
+auto guarded(worker_ptr self, F&& f)
+  -> caf::result<decltype(f(std::declval<pqxx::connection&>()))> {
+  using value_type = decltype(f(std::declval<pqxx::connection&>()));
+  return to_result(run_guarded<value_type>(self, std::forward<F>(f)));
+}
+
+/// Runs `f` in a transaction that commits when `f` returns; see guarded.
+template <class F>
+auto in_transaction(worker_ptr self, F&& f)
+  -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
+  using value_type = decltype(f(std::declval<pqxx::work&>()));
+  return run_guarded<value_type>(self, [&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    auto result = f(tx);
+    tx.commit();
+    return result;
+  });
 }
 
 storage_actor::behavior_type storage_worker(worker_ptr self,
@@ -119,6 +148,91 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
       return guarded(self, [&](pqxx::connection& conn) {
         return storage::record_stopped(conn, req.id);
       });
+    },
+    // -- tasks --
+    [self](tasks::enqueue_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::enqueue_tasks(tx, req.tasks, from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::claim_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::claim_tasks(tx, req.queue, req.worker, req.limit,
+                                    std::chrono::milliseconds{req.lease_ms},
+                                    from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::complete_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::complete_tasks(tx, req.outcomes,
+                                       from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::renew_leases& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::renew_leases(tx, req.leases,
+                                     std::chrono::milliseconds{req.lease_ms},
+                                     from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::release_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::release_tasks(tx, req.leases, from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::reclaim_expired& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::reclaim_expired(tx, req.limit, from_epoch_us(req.now_us));
+      }));
+    },
+    [self](tasks::cancel_task& req) -> caf::result<std::string> {
+      auto status = in_transaction(self, [&](pqxx::work& tx) {
+        return storage::cancel_task(tx, req.id, from_epoch_us(req.now_us));
+      });
+      if (status && status->empty())
+        return make_error(errc::not_found,
+                          "no task with id " + std::to_string(req.id));
+      return to_result(std::move(status));
+    },
+    [self](tasks::retry_task& req) -> caf::result<std::string> {
+      auto status = in_transaction(self, [&](pqxx::work& tx) {
+        return storage::retry_task(tx, req.id, from_epoch_us(req.now_us));
+      });
+      if (!status)
+        return std::move(status.error());
+      if (status->empty())
+        return make_error(errc::not_found,
+                          "no task with id " + std::to_string(req.id));
+      if (*status == "blocked")
+        return make_error(errc::conflict,
+                          "another queued or running task holds the unique key "
+                          "of task " + std::to_string(req.id));
+      if (*status != "queued")
+        return make_error(errc::conflict,
+                          "task " + std::to_string(req.id) + " is " + *status
+                            + "; only dead or cancelled tasks can be retried");
+      return *status;
+    },
+    [self](tasks::get_task& req) -> caf::result<tasks::task_info> {
+      auto info = in_transaction(self, [&](pqxx::work& tx) {
+        return storage::get_task(tx, req.id);
+      });
+      if (!info)
+        return std::move(info.error());
+      if (!*info)
+        return make_error(errc::not_found,
+                          "no task with id " + std::to_string(req.id));
+      return std::move(**info);
+    },
+    [self](tasks::list_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_tasks(tx, req);
+      }));
+    },
+    [self](tasks::queue_depths_request& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::queue_depths(tx, from_epoch_us(req.now_us));
+      }));
     },
   };
 }
@@ -201,6 +315,25 @@ caf::typed_response_promise<Reply> dispatch(pool_ptr self, Request& req) {
   return rp;
 }
 
+/// The handler that dispatches one message type of the storage interface.
+template <class Request, class Reply>
+auto dispatcher(pool_ptr self,
+                caf::typed_mpi<caf::detail::type_list<Request>,
+                               caf::output_tuple<Reply>>*) {
+  return [self](Request& req) { return dispatch<Reply>(self, req); };
+}
+
+/// The pool's behavior: a dispatcher for every message of the storage
+/// interface (so a new storage message needs no line here) plus statistics.
+template <class... Signatures>
+storage_pool_actor::behavior_type
+pool_behavior(pool_ptr self, caf::detail::type_list<Signatures...>) {
+  return {
+    dispatcher(self, static_cast<Signatures*>(nullptr))...,
+    [self](atom::stats) { return stats_of(self->state); },
+  };
+}
+
 storage_pool_actor::behavior_type storage_pool(pool_ptr self,
                                                storage_options options,
                                                size_t size,
@@ -228,14 +361,7 @@ storage_pool_actor::behavior_type storage_pool(pool_ptr self,
     st.outstanding.push_back(0);
   }
   publish_gauges(st);
-  return {
-    [self](storage::schema_status_request& req) {
-      return dispatch<storage::schema_status>(self, req);
-    },
-    [self](storage::node_heartbeat& req) { return dispatch<bool>(self, req); },
-    [self](storage::node_stopped& req) { return dispatch<bool>(self, req); },
-    [self](atom::stats) { return stats_of(self->state); },
-  };
+  return pool_behavior(self, storage_actor::signatures{});
 }
 
 } // namespace

@@ -1,114 +1,80 @@
 #include "storage/task_repository.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
+#include <boost/json.hpp>
 #include <pqxx/pqxx>
 
 namespace engram::storage {
 
 namespace {
 
+namespace json = boost::json;
+
 /// Columns a claim returns, in claimed_task order.
 constexpr auto claimed_columns
-  = "id, name, queue, args::text, attempts, max_retries, soft_time_limit_ms, "
-    "time_limit_ms, lease_token::text, "
-    "(extract(epoch FROM lease_until) * 1000000)::bigint";
+  = "t.id, name, queue, args::text, attempts, max_retries, soft_time_limit_ms, "
+    "time_limit_ms, lease_token::text, engram.to_us(lease_until)";
 
-caf::timestamp from_epoch_us(int64_t us) {
-  return caf::timestamp{std::chrono::microseconds{us}};
+/// Columns of task_info, in order.
+constexpr auto info_columns
+  = "id, name, queue, args::text, status, priority, attempts, max_retries, "
+    "coalesce(unique_key, ''), soft_time_limit_ms, time_limit_ms, "
+    "cancel_requested, coalesce(locked_by, ''), "
+    "coalesce(engram.to_us(run_at), 0), coalesce(engram.to_us(lease_until), 0), "
+    "coalesce(engram.to_us(created_at), 0), "
+    "coalesce(engram.to_us(started_at), 0), "
+    "coalesce(engram.to_us(finished_at), 0), coalesce(result::text, ''), "
+    "coalesce(last_error, ''), errors::text";
+
+tasks::task_info info_from(const pqxx::row& row) {
+  tasks::task_info t;
+  t.id = row[0].as<int64_t>();
+  t.name = row[1].as<std::string>();
+  t.queue = row[2].as<std::string>();
+  t.args_json = row[3].as<std::string>();
+  t.status = row[4].as<std::string>();
+  t.priority = row[5].as<int32_t>();
+  t.attempts = row[6].as<int32_t>();
+  t.max_retries = row[7].as<int32_t>();
+  t.unique_key = row[8].as<std::string>();
+  t.soft_time_limit_ms = row[9].as<int64_t>();
+  t.time_limit_ms = row[10].as<int64_t>();
+  t.cancel_requested = row[11].as<bool>();
+  t.locked_by = row[12].as<std::string>();
+  t.run_at_us = row[13].as<int64_t>();
+  t.lease_until_us = row[14].as<int64_t>();
+  t.created_at_us = row[15].as<int64_t>();
+  t.started_at_us = row[16].as<int64_t>();
+  t.finished_at_us = row[17].as<int64_t>();
+  t.result_json = row[18].as<std::string>();
+  t.last_error = row[19].as<std::string>();
+  t.errors_json = row[20].as<std::string>();
+  return t;
 }
 
-} // namespace
-
-tasks::enqueue_result enqueue_task(pqxx::transaction_base& tx,
-                                   const tasks::enqueue_request& req) {
-  auto inserted = tx.exec_params(
-    "INSERT INTO engram.tasks (name, queue, args, priority, max_retries, "
-    "  run_at, unique_key, soft_time_limit_ms, time_limit_ms) "
-    "VALUES ($1, $2, $3::jsonb, $4, $5, "
-    "  now() + $6 * interval '1 millisecond', nullif($7, ''), $8, $9) "
-    "ON CONFLICT (unique_key) "
-    "  WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') "
-    "  DO NOTHING "
-    "RETURNING id",
-    req.name, req.queue, req.args_json, req.priority, req.max_retries,
-    req.delay_ms, req.unique_key, req.soft_time_limit_ms, req.time_limit_ms);
-  if (!inserted.empty()) {
-    // Delivered at commit, so workers never see an uncommitted task.
-    tx.exec_params("SELECT pg_notify('engram_tasks', $1)", req.queue);
-    return {inserted[0][0].as<int64_t>(), true};
-  }
-  auto existing = tx.exec_params1(
-    "SELECT id FROM engram.tasks WHERE unique_key = $1 "
-    "AND status IN ('queued', 'running')",
-    req.unique_key);
-  return {existing[0].as<int64_t>(), false};
+/// The leases as a JSON array of {id, token}, for jsonb_to_recordset.
+std::string leases_json(const std::vector<tasks::lease_ref>& leases) {
+  json::array arr;
+  arr.reserve(leases.size());
+  for (const auto& l : leases)
+    arr.push_back(json::object{{"id", l.id}, {"token", l.lease_token}});
+  return json::serialize(arr);
 }
 
-std::vector<tasks::claimed_task>
-claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
-            const std::string& worker, int64_t limit,
-            std::chrono::milliseconds lease) {
-  auto rows = tx.exec_params(
-    std::string{"UPDATE engram.tasks SET status = 'running', "
-                "  attempts = attempts + 1, locked_by = $2, "
-                "  lease_token = gen_random_uuid(), "
-                "  lease_until = now() + $3 * interval '1 millisecond', "
-                "  cancel_requested = false, "
-                "  started_at = now(), updated_at = now() "
-                "WHERE id IN (SELECT id FROM engram.tasks "
-                "  WHERE status = 'queued' AND queue = $1 AND run_at <= now() "
-                "  ORDER BY priority DESC, run_at, id LIMIT $4 "
-                "  FOR UPDATE SKIP LOCKED) "
-                "RETURNING "}
-      + claimed_columns,
-    queue, worker, lease.count(), limit);
-  std::vector<tasks::claimed_task> result;
-  result.reserve(rows.size());
-  for (const auto& row : rows) {
-    tasks::claimed_task t;
-    t.id = row[0].as<int64_t>();
-    t.name = row[1].as<std::string>();
-    t.queue = row[2].as<std::string>();
-    t.args_json = row[3].as<std::string>();
-    t.attempts = row[4].as<int32_t>();
-    t.max_retries = row[5].as<int32_t>();
-    t.soft_time_limit_ms = row[6].as<int64_t>();
-    t.time_limit_ms = row[7].as<int64_t>();
-    t.lease_token = row[8].as<std::string>();
-    t.lease_until = from_epoch_us(row[9].as<int64_t>());
-    result.push_back(std::move(t));
-  }
-  return result;
-}
-
-bool renew_lease(pqxx::transaction_base& tx, int64_t id,
-                 const std::string& lease_token,
-                 std::chrono::milliseconds lease, bool& cancel_requested) {
-  auto rows = tx.exec_params(
-    "UPDATE engram.tasks "
-    "SET lease_until = now() + $3 * interval '1 millisecond', "
-    "  updated_at = now() "
-    "WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
-    "RETURNING cancel_requested",
-    id, lease_token, lease.count());
-  if (rows.empty())
-    return false;
-  cancel_requested = rows[0][0].as<bool>();
-  return true;
-}
-
-bool apply_outcome(pqxx::transaction_base& tx,
-                   const tasks::task_outcome& outcome) {
-  if (outcome.succeeded) {
+/// Applies one failed or cancelled attempt; false if the lease was lost.
+bool apply_failure(pqxx::transaction_base& tx, const tasks::task_outcome& o,
+                   int64_t now_us) {
+  if (o.cancelled) {
     auto rows = tx.exec_params(
-      "UPDATE engram.tasks SET status = 'succeeded', "
-      "  result = $3::jsonb, finished_at = now(), updated_at = now(), "
+      "UPDATE engram.tasks SET status = 'cancelled', "
+      "  finished_at = engram.from_us($3), updated_at = engram.from_us($3), "
+      "  last_error = nullif($4, ''), "
       "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
       "WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
       "RETURNING id",
-      outcome.id, outcome.lease_token,
-      outcome.result_json.empty() ? std::string{"null"} : outcome.result_json);
+      o.id, o.lease_token, now_us, o.error);
     return !rows.empty();
   }
   // Dead when the failure is permanent or this was the last allowed attempt
@@ -118,40 +84,263 @@ bool apply_outcome(pqxx::transaction_base& tx,
     "  status = CASE WHEN $3 OR attempts > max_retries "
     "           THEN 'dead' ELSE 'queued' END, "
     "  run_at = CASE WHEN $3 OR attempts > max_retries THEN run_at "
-    "           ELSE now() + $4 * interval '1 millisecond' END, "
+    "           ELSE engram.from_us($6) + $4 * interval '1 millisecond' END, "
     "  finished_at = CASE WHEN $3 OR attempts > max_retries "
-    "                THEN now() END, "
+    "                THEN engram.from_us($6) END, "
     "  last_error = $5, "
     "  errors = errors || jsonb_build_array(jsonb_build_object("
-    "    'attempt', attempts, 'at', now(), 'error', $5::text)), "
-    "  updated_at = now(), "
+    "    'attempt', attempts, 'at', engram.from_us($6), 'error', $5::text)), "
+    "  updated_at = engram.from_us($6), "
     "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
     "WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
     "RETURNING id",
-    outcome.id, outcome.lease_token, outcome.permanent, outcome.retry_delay_ms,
-    outcome.error);
+    o.id, o.lease_token, o.permanent, o.retry_delay_ms, o.error, now_us);
   return !rows.empty();
 }
 
-std::vector<int64_t> reclaim_expired(pqxx::transaction_base& tx,
-                                     int64_t limit) {
+} // namespace
+
+std::vector<tasks::enqueue_result>
+enqueue_tasks(pqxx::transaction_base& tx,
+              const std::vector<tasks::enqueue_request>& requests,
+              wall_time now) {
+  std::vector<tasks::enqueue_result> results(requests.size());
+  if (requests.empty())
+    return results;
+  auto now_us = to_epoch_us(now);
+  json::array input;
+  input.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    auto run_at = r.run_at_us > 0 ? r.run_at_us : now_us + r.delay_ms * 1000;
+    input.push_back(json::object{
+      {"o", i}, {"n", r.name}, {"q", r.queue}, {"a", r.args_json},
+      {"p", r.priority}, {"m", r.max_retries}, {"r", run_at},
+      {"u", r.unique_key}, {"s", r.soft_time_limit_ms},
+      {"h", r.time_limit_ms}});
+  }
+  // Ids are drawn in input order before the insert, so each result maps
+  // back to its request; a row the unique index refused has no match.
   auto rows = tx.exec_params(
-    "UPDATE engram.tasks SET "
+    "WITH input AS MATERIALIZED ("
+    "  SELECT x.*, nextval('engram.tasks_id_seq') AS id "
+    "  FROM jsonb_to_recordset($1::jsonb) AS x(o int, n text, q text, a text, "
+    "    p int, m int, r bigint, u text, s bigint, h bigint) ORDER BY x.o), "
+    "ins AS (INSERT INTO engram.tasks (id, name, queue, args, priority, "
+    "    max_retries, run_at, unique_key, soft_time_limit_ms, time_limit_ms, "
+    "    created_at, updated_at) "
+    "  SELECT id, n, q, a::jsonb, p, m, engram.from_us(r), nullif(u, ''), s, h, "
+    "    engram.from_us($2), engram.from_us($2) FROM input ORDER BY o "
+    "  ON CONFLICT (unique_key) "
+    "    WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') "
+    "    DO NOTHING "
+    "  RETURNING id, queue), "
+    "woken AS (SELECT pg_notify('engram_tasks', q.queue) "
+    "  FROM (SELECT DISTINCT queue FROM ins) q) "
+    "SELECT i.o, ins.id, (SELECT count(*) FROM woken) "
+    "FROM input i LEFT JOIN ins ON ins.id = i.id ORDER BY i.o",
+    json::serialize(input), now_us);
+  std::vector<size_t> refused;
+  for (const auto& row : rows) {
+    auto i = row[0].as<size_t>();
+    if (row[1].is_null()) {
+      refused.push_back(i);
+    } else {
+      results[i] = {row[1].as<int64_t>(), true};
+    }
+  }
+  for (auto i : refused) {
+    // The holder of the key: queued or running now, or (if it finished in
+    // the meantime) the newest task with that key.
+    auto existing = tx.exec_params(
+      "SELECT id FROM engram.tasks WHERE unique_key = $1 "
+      "ORDER BY (status IN ('queued', 'running')) DESC, id DESC LIMIT 1",
+      requests[i].unique_key);
+    results[i] = {existing.empty() ? 0 : existing[0][0].as<int64_t>(), false};
+  }
+  return results;
+}
+
+tasks::enqueue_result enqueue_task(pqxx::transaction_base& tx,
+                                   const tasks::enqueue_request& req,
+                                   wall_time now) {
+  return enqueue_tasks(tx, {req}, now).front();
+}
+
+std::vector<tasks::claimed_task>
+claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
+            const std::string& worker, int64_t limit,
+            std::chrono::milliseconds lease, wall_time now) {
+  auto rows = tx.exec_params(
+    std::string{"WITH picked AS (SELECT id FROM engram.tasks "
+                "  WHERE status = 'queued' AND queue = $1 "
+                "  AND run_at <= engram.from_us($5) "
+                "  ORDER BY priority DESC, run_at, id LIMIT $4 "
+                "  FOR UPDATE SKIP LOCKED) "
+                "UPDATE engram.tasks t SET status = 'running', "
+                "  attempts = attempts + 1, locked_by = $2, "
+                "  lease_token = gen_random_uuid(), "
+                "  lease_until = engram.from_us($5) "
+                "    + $3 * interval '1 millisecond', "
+                "  cancel_requested = false, "
+                "  started_at = engram.from_us($5), "
+                "  updated_at = engram.from_us($5) "
+                "FROM picked WHERE t.id = picked.id "
+                "RETURNING t.priority, engram.to_us(t.run_at), "}
+      + claimed_columns,
+    queue, worker, lease.count(), limit, to_epoch_us(now));
+  std::vector<std::tuple<int32_t, int64_t, tasks::claimed_task>> claimed;
+  claimed.reserve(rows.size());
+  for (const auto& row : rows) {
+    tasks::claimed_task t;
+    t.id = row[2].as<int64_t>();
+    t.name = row[3].as<std::string>();
+    t.queue = row[4].as<std::string>();
+    t.args_json = row[5].as<std::string>();
+    t.attempts = row[6].as<int32_t>();
+    t.max_retries = row[7].as<int32_t>();
+    t.soft_time_limit_ms = row[8].as<int64_t>();
+    t.time_limit_ms = row[9].as<int64_t>();
+    t.lease_token = row[10].as<std::string>();
+    t.lease_until = caf::timestamp{std::chrono::microseconds{row[11].as<int64_t>()}};
+    claimed.emplace_back(row[0].as<int32_t>(), row[1].as<int64_t>(),
+                         std::move(t));
+  }
+  // RETURNING has no defined order: restore the claim order.
+  std::vector<tasks::claimed_task> result;
+  result.reserve(claimed.size());
+  std::sort(claimed.begin(), claimed.end(), [](auto& a, auto& b) {
+    if (std::get<0>(a) != std::get<0>(b))
+      return std::get<0>(a) > std::get<0>(b);
+    if (std::get<1>(a) != std::get<1>(b))
+      return std::get<1>(a) < std::get<1>(b);
+    return std::get<2>(a).id < std::get<2>(b).id;
+  });
+  for (auto& c : claimed)
+    result.push_back(std::move(std::get<2>(c)));
+  return result;
+}
+
+tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
+                                   const std::vector<tasks::lease_ref>& leases,
+                                   std::chrono::milliseconds lease,
+                                   wall_time now) {
+  tasks::renewal_result result;
+  if (leases.empty())
+    return result;
+  auto rows = tx.exec_params(
+    "UPDATE engram.tasks t "
+    "SET lease_until = engram.from_us($3) + $2 * interval '1 millisecond', "
+    "  updated_at = engram.from_us($3) "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token uuid) "
+    "WHERE t.id = x.id AND t.lease_token = x.token AND t.status = 'running' "
+    "RETURNING t.id, t.cancel_requested",
+    leases_json(leases), lease.count(), to_epoch_us(now));
+  std::unordered_set<int64_t> renewed;
+  for (const auto& row : rows) {
+    auto id = row[0].as<int64_t>();
+    renewed.insert(id);
+    if (row[1].as<bool>())
+      result.cancel_requested.push_back(id);
+  }
+  for (const auto& l : leases)
+    if (renewed.count(l.id) == 0)
+      result.lost.push_back(l.id);
+  std::sort(result.cancel_requested.begin(), result.cancel_requested.end());
+  return result;
+}
+
+tasks::completion_result
+complete_tasks(pqxx::transaction_base& tx,
+               const std::vector<tasks::task_outcome>& outcomes,
+               wall_time now) {
+  tasks::completion_result result;
+  auto now_us = to_epoch_us(now);
+  std::unordered_set<int64_t> accepted;
+  json::array succeeded;
+  for (const auto& o : outcomes) {
+    if (o.succeeded) {
+      succeeded.push_back(json::object{
+        {"id", o.id},
+        {"token", o.lease_token},
+        {"result", o.result_json.empty() ? std::string{"null"} : o.result_json}});
+    } else if (apply_failure(tx, o, now_us)) {
+      accepted.insert(o.id);
+    }
+  }
+  if (!succeeded.empty()) {
+    // One statement for every success of the batch.
+    auto rows = tx.exec_params(
+      "UPDATE engram.tasks t SET status = 'succeeded', "
+      "  result = x.result::jsonb, finished_at = engram.from_us($2), "
+      "  updated_at = engram.from_us($2), "
+      "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
+      "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token uuid, "
+      "  result text) "
+      "WHERE t.id = x.id AND t.lease_token = x.token AND t.status = 'running' "
+      "RETURNING t.id",
+      json::serialize(succeeded), now_us);
+    for (const auto& row : rows)
+      accepted.insert(row[0].as<int64_t>());
+  }
+  std::vector<tasks::enqueue_request> followups;
+  for (const auto& o : outcomes) {
+    if (accepted.count(o.id) == 0) {
+      result.refused.push_back(o.id);
+      continue;
+    }
+    followups.insert(followups.end(), o.followups.begin(), o.followups.end());
+  }
+  result.accepted = static_cast<int64_t>(accepted.size());
+  if (!followups.empty())
+    (void) enqueue_tasks(tx, followups, now);
+  return result;
+}
+
+int64_t release_tasks(pqxx::transaction_base& tx,
+                      const std::vector<tasks::lease_ref>& leases,
+                      wall_time now) {
+  if (leases.empty())
+    return 0;
+  auto rows = tx.exec_params(
+    "WITH released AS (UPDATE engram.tasks t SET status = 'queued', "
+    "  attempts = greatest(attempts - 1, 0), run_at = engram.from_us($2), "
+    "  updated_at = engram.from_us($2), "
+    "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
+    "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token uuid) "
+    "WHERE t.id = x.id AND t.lease_token = x.token AND t.status = 'running' "
+    "RETURNING t.queue), "
+    "woken AS (SELECT pg_notify('engram_tasks', q.queue) "
+    "  FROM (SELECT DISTINCT queue FROM released) q) "
+    "SELECT (SELECT count(*) FROM released), (SELECT count(*) FROM woken)",
+    leases_json(leases), to_epoch_us(now));
+  return rows[0][0].as<int64_t>();
+}
+
+std::vector<int64_t> reclaim_expired(pqxx::transaction_base& tx,
+                                     int64_t limit, wall_time now) {
+  auto rows = tx.exec_params(
+    "WITH expired AS (SELECT id FROM engram.tasks "
+    "  WHERE status = 'running' AND lease_until < engram.from_us($2) "
+    "  ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), "
+    "reclaimed AS (UPDATE engram.tasks t SET "
     "  status = CASE WHEN attempts > max_retries THEN 'dead' ELSE 'queued' END, "
-    "  finished_at = CASE WHEN attempts > max_retries THEN now() END, "
-    "  run_at = now(), "
+    "  finished_at = CASE WHEN attempts > max_retries "
+    "                THEN engram.from_us($2) END, "
+    "  run_at = engram.from_us($2), "
     "  last_error = 'lease expired: worker ' || coalesce(locked_by, '?') "
     "    || ' stopped renewing it', "
     "  errors = errors || jsonb_build_array(jsonb_build_object("
-    "    'attempt', attempts, 'at', now(), 'error', 'lease expired: worker ' "
+    "    'attempt', attempts, 'at', engram.from_us($2), "
+    "    'error', 'lease expired: worker ' "
     "    || coalesce(locked_by, '?') || ' stopped renewing it')), "
-    "  updated_at = now(), "
+    "  updated_at = engram.from_us($2), "
     "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
-    "WHERE id IN (SELECT id FROM engram.tasks "
-    "  WHERE status = 'running' AND lease_until < now() "
-    "  ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) "
-    "RETURNING id",
-    limit);
+    "FROM expired WHERE t.id = expired.id RETURNING t.id, t.queue, t.status), "
+    "woken AS (SELECT pg_notify('engram_tasks', q.queue) FROM "
+    "  (SELECT DISTINCT queue FROM reclaimed WHERE status = 'queued') q) "
+    "SELECT id, (SELECT count(*) FROM woken) FROM reclaimed",
+    limit, to_epoch_us(now));
   std::vector<int64_t> result;
   for (const auto& row : rows)
     result.push_back(row[0].as<int64_t>());
@@ -159,24 +348,105 @@ std::vector<int64_t> reclaim_expired(pqxx::transaction_base& tx,
   return result;
 }
 
-std::string cancel_task(pqxx::transaction_base& tx, int64_t id) {
+std::string cancel_task(pqxx::transaction_base& tx, int64_t id,
+                        wall_time now) {
   auto row = tx.exec_params(
     "WITH current AS (SELECT id, status FROM engram.tasks WHERE id = $1 "
     "  FOR UPDATE), "
     "changed AS (UPDATE engram.tasks t SET "
     "  status = CASE WHEN c.status = 'queued' THEN 'cancelled' ELSE t.status END, "
-    "  finished_at = CASE WHEN c.status = 'queued' THEN now() "
+    "  finished_at = CASE WHEN c.status = 'queued' THEN engram.from_us($2) "
     "                ELSE t.finished_at END, "
-    "  cancel_requested = (c.status = 'running'), updated_at = now() "
+    "  cancel_requested = (c.status = 'running'), "
+    "  updated_at = engram.from_us($2) "
     "  FROM current c WHERE t.id = c.id "
     "  AND c.status IN ('queued', 'running') RETURNING c.status) "
     "SELECT c.status, (SELECT status FROM changed) FROM current c",
-    id);
+    id, to_epoch_us(now));
   if (row.empty())
     return {};
   if (row[0][1].is_null())
     return row[0][0].as<std::string>();
   return row[0][1].as<std::string>() == "queued" ? "cancelled" : "cancelling";
+}
+
+std::string retry_task(pqxx::transaction_base& tx, int64_t id, wall_time now) {
+  auto current = tx.exec_params(
+    "SELECT status, coalesce(unique_key, '') FROM engram.tasks WHERE id = $1 "
+    "FOR UPDATE",
+    id);
+  if (current.empty())
+    return {};
+  auto status = current[0][0].as<std::string>();
+  if (status != "dead" && status != "cancelled")
+    return status;
+  auto key = current[0][1].as<std::string>();
+  if (!key.empty()) {
+    auto holder = tx.exec_params(
+      "SELECT 1 FROM engram.tasks WHERE unique_key = $1 "
+      "AND status IN ('queued', 'running') AND id <> $2",
+      key, id);
+    if (!holder.empty())
+      return "blocked";
+  }
+  tx.exec_params(
+    "UPDATE engram.tasks SET status = 'queued', attempts = 0, "
+    "  run_at = engram.from_us($2), finished_at = NULL, "
+    "  cancel_requested = false, updated_at = engram.from_us($2) "
+    "WHERE id = $1",
+    id, to_epoch_us(now));
+  tx.exec_params(
+    "SELECT pg_notify('engram_tasks', queue) FROM engram.tasks WHERE id = $1",
+    id);
+  return "queued";
+}
+
+std::optional<tasks::task_info> get_task(pqxx::transaction_base& tx,
+                                         int64_t id) {
+  auto rows = tx.exec_params(
+    std::string{"SELECT "} + info_columns + " FROM engram.tasks WHERE id = $1",
+    id);
+  if (rows.empty())
+    return std::nullopt;
+  return info_from(rows[0]);
+}
+
+tasks::task_page list_tasks(pqxx::transaction_base& tx,
+                            const tasks::list_tasks& filter) {
+  auto limit = std::clamp<int64_t>(filter.limit, 1, 1000);
+  auto rows = tx.exec_params(
+    std::string{"SELECT "} + info_columns
+      + " FROM engram.tasks "
+        "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR name = $2) "
+        "AND ($3 = '' OR queue = $3) AND ($4 = 0 OR id < $4) "
+        "ORDER BY id DESC LIMIT $5",
+    filter.status, filter.name, filter.queue, filter.before_id, limit + 1);
+  tasks::task_page page;
+  for (const auto& row : rows) {
+    if (static_cast<int64_t>(page.tasks.size()) == limit) {
+      page.next_before_id = page.tasks.back().id;
+      break;
+    }
+    page.tasks.push_back(info_from(row));
+  }
+  return page;
+}
+
+std::vector<tasks::queue_depth> queue_depths(pqxx::transaction_base& tx,
+                                             wall_time now) {
+  auto rows = tx.exec_params(
+    "SELECT queue, count(*) FILTER (WHERE status = 'queued'), "
+    "  count(*) FILTER (WHERE status = 'running'), "
+    "  coalesce(greatest(0, (($1 - engram.to_us(min(run_at) FILTER ("
+    "    WHERE status = 'queued' AND run_at <= engram.from_us($1)))) / 1000)), 0) "
+    "FROM engram.tasks WHERE status IN ('queued', 'running') "
+    "GROUP BY queue ORDER BY queue",
+    to_epoch_us(now));
+  std::vector<tasks::queue_depth> result;
+  for (const auto& row : rows)
+    result.push_back({row[0].as<std::string>(), row[1].as<int64_t>(),
+                      row[2].as<int64_t>(), row[3].as<int64_t>()});
+  return result;
 }
 
 } // namespace engram::storage

@@ -1,9 +1,8 @@
 #include "storage/task_repository.hpp"
 
-#include <thread>
-
 #include <pqxx/pqxx>
 
+#include "runtime/clock.hpp"
 #include "storage/migration.hpp"
 #include "tests/support/postgres_fixture.hpp"
 
@@ -23,7 +22,7 @@ protected:
 
   tasks::enqueue_result enqueue(tasks::enqueue_request req) {
     pqxx::work tx{*conn};
-    auto result = storage::enqueue_task(tx, req);
+    auto result = storage::enqueue_task(tx, req, clock.now());
     tx.commit();
     return result;
   }
@@ -32,16 +31,39 @@ protected:
                                          std::chrono::milliseconds lease = 30s,
                                          const std::string& queue = "default") {
     pqxx::work tx{*conn};
-    auto result = storage::claim_tasks(tx, queue, "worker-1", limit, lease);
+    auto result = storage::claim_tasks(tx, queue, "worker-1", limit, lease,
+                                       clock.now());
     tx.commit();
     return result;
   }
 
   bool finish(const tasks::task_outcome& outcome) {
+    return finish_all({outcome}).accepted == 1;
+  }
+
+  tasks::completion_result finish_all(std::vector<tasks::task_outcome> outcomes) {
     pqxx::work tx{*conn};
-    auto result = storage::apply_outcome(tx, outcome);
+    auto result = storage::complete_tasks(tx, outcomes, clock.now());
     tx.commit();
     return result;
+  }
+
+  std::vector<int64_t> reclaim() {
+    pqxx::work tx{*conn};
+    auto result = storage::reclaim_expired(tx, 100, clock.now());
+    tx.commit();
+    return result;
+  }
+
+  tasks::renewal_result renew(std::vector<tasks::lease_ref> leases) {
+    pqxx::work tx{*conn};
+    auto result = storage::renew_leases(tx, leases, 30s, clock.now());
+    tx.commit();
+    return result;
+  }
+
+  static tasks::lease_ref lease_of(const tasks::claimed_task& t) {
+    return {t.id, t.lease_token};
   }
 
   std::string query(const std::string& sql) {
@@ -86,6 +108,8 @@ protected:
 
   std::string db;
   std::unique_ptr<pqxx::connection> conn;
+  /// Time as the repository sees it; tests move it instead of sleeping.
+  manual_clock clock{from_epoch_us(1'700'000'000'000'000)};
 };
 
 } // namespace
@@ -139,10 +163,11 @@ TEST_F(task_repository_test, concurrent_claims_skip_locked_rows) {
   enqueue(named("b"));
   pqxx::connection other{db};
   pqxx::work tx1{*conn};
-  auto mine = storage::claim_tasks(tx1, "default", "w1", 1, 30s);
+  auto mine = storage::claim_tasks(tx1, "default", "w1", 1, 30s, clock.now());
   // tx1 has not committed: a second worker neither blocks nor gets its row.
   pqxx::work tx2{other};
-  auto theirs = storage::claim_tasks(tx2, "default", "w2", 10, 30s);
+  auto theirs = storage::claim_tasks(tx2, "default", "w2", 10, 30s,
+                                     clock.now());
   ASSERT_EQ(mine.size(), 1u);
   ASSERT_EQ(theirs.size(), 1u);
   EXPECT_NE(mine[0].id, theirs[0].id);
@@ -152,14 +177,11 @@ TEST_F(task_repository_test, concurrent_claims_skip_locked_rows) {
 
 TEST_F(task_repository_test, only_the_current_lease_holder_can_complete) {
   auto id = enqueue(named("engram.sleep")).id;
-  auto stale = claim(1, 1ms);
+  auto stale = claim(1, 1000ms);
   ASSERT_EQ(stale.size(), 1u);
-  std::this_thread::sleep_for(20ms);
-  {
-    pqxx::work tx{*conn};
-    EXPECT_EQ(storage::reclaim_expired(tx, 100), std::vector<int64_t>{id});
-    tx.commit();
-  }
+  EXPECT_TRUE(reclaim().empty()) << "the lease has not expired yet";
+  clock.advance(1001ms);
+  EXPECT_EQ(reclaim(), std::vector<int64_t>{id});
   EXPECT_EQ(status_of(id), "queued");
   EXPECT_EQ(query("SELECT last_error FROM engram.tasks"),
             "lease expired: worker worker-1 stopped renewing it");
@@ -169,12 +191,10 @@ TEST_F(task_repository_test, only_the_current_lease_holder_can_complete) {
   EXPECT_NE(fresh[0].lease_token, stale[0].lease_token);
   // The worker that lost its lease comes back late: refused, nothing changes.
   EXPECT_FALSE(finish(succeeded(stale[0], R"({"late":true})")));
-  bool cancel = true;
-  pqxx::work renew{*conn};
-  EXPECT_FALSE(storage::renew_lease(renew, id, stale[0].lease_token, 30s, cancel));
-  EXPECT_TRUE(storage::renew_lease(renew, id, fresh[0].lease_token, 30s, cancel));
-  EXPECT_FALSE(cancel);
-  renew.commit();
+  EXPECT_EQ(renew({lease_of(stale[0])}).lost, std::vector<int64_t>{id});
+  auto renewed = renew({lease_of(fresh[0])});
+  EXPECT_TRUE(renewed.lost.empty());
+  EXPECT_TRUE(renewed.cancel_requested.empty());
   EXPECT_TRUE(finish(succeeded(fresh[0], R"({"n":1})")));
   EXPECT_EQ(status_of(id), "succeeded");
   EXPECT_EQ(query("SELECT result::text FROM engram.tasks"), R"({"n": 1})");
@@ -188,11 +208,9 @@ TEST_F(task_repository_test, failures_retry_with_backoff_then_die_with_every_err
   ASSERT_EQ(first.size(), 1u);
   ASSERT_TRUE(finish(failed(first[0], "boom 1", 60000)));
   EXPECT_EQ(status_of(id), "queued");
-  EXPECT_EQ(query("SELECT run_at > now() + interval '50 seconds' "
-                  "FROM engram.tasks"),
-            "t");
+  clock.advance(59s);
   EXPECT_TRUE(claim(1).empty()) << "not due before its backoff";
-  ASSERT_EQ(query("UPDATE engram.tasks SET run_at = now() RETURNING 1"), "1");
+  clock.advance(1s);
   auto second = claim(1);
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(second[0].attempts, 2);
@@ -217,11 +235,9 @@ TEST_F(task_repository_test, an_expired_last_attempt_is_dead) {
   auto req = named("engram.sleep");
   req.max_retries = 0;
   auto id = enqueue(req).id;
-  ASSERT_EQ(claim(1, 1ms).size(), 1u);
-  std::this_thread::sleep_for(20ms);
-  pqxx::work tx{*conn};
-  EXPECT_EQ(storage::reclaim_expired(tx, 100), std::vector<int64_t>{id});
-  tx.commit();
+  ASSERT_EQ(claim(1, 1000ms).size(), 1u);
+  clock.advance(2s);
+  EXPECT_EQ(reclaim(), std::vector<int64_t>{id});
   EXPECT_EQ(status_of(id), "dead");
 }
 
@@ -231,21 +247,22 @@ TEST_F(task_repository_test, cancel_is_immediate_when_queued_and_cooperative_whe
   auto claimed = claim(1);
   ASSERT_EQ(claimed.size(), 1u);
   ASSERT_EQ(claimed[0].id, running);
-  pqxx::work tx{*conn};
-  EXPECT_EQ(storage::cancel_task(tx, queued), "cancelled");
-  EXPECT_EQ(storage::cancel_task(tx, running), "cancelling");
-  EXPECT_EQ(storage::cancel_task(tx, queued), "cancelled");
-  EXPECT_EQ(storage::cancel_task(tx, 999999), "");
-  bool cancel = false;
-  EXPECT_TRUE(storage::renew_lease(tx, running, claimed[0].lease_token, 30s,
-                                   cancel));
-  EXPECT_TRUE(cancel) << "the worker learns of the cancel at its heartbeat";
-  tx.commit();
+  {
+    pqxx::work tx{*conn};
+    EXPECT_EQ(storage::cancel_task(tx, queued, clock.now()), "cancelled");
+    EXPECT_EQ(storage::cancel_task(tx, running, clock.now()), "cancelling");
+    EXPECT_EQ(storage::cancel_task(tx, queued, clock.now()), "cancelled");
+    EXPECT_EQ(storage::cancel_task(tx, 999999, clock.now()), "");
+    tx.commit();
+  }
+  EXPECT_EQ(renew({lease_of(claimed[0])}).cancel_requested,
+            std::vector<int64_t>{running})
+    << "the worker learns of the cancel at its heartbeat";
   EXPECT_EQ(status_of(queued), "cancelled");
   EXPECT_EQ(status_of(running), "running");
   ASSERT_TRUE(finish(succeeded(claimed[0])));
   pqxx::work after{*conn};
-  EXPECT_EQ(storage::cancel_task(after, running), "succeeded");
+  EXPECT_EQ(storage::cancel_task(after, running, clock.now()), "succeeded");
 }
 
 TEST_F(task_repository_test, enqueue_notifies_listeners_at_commit_only) {
@@ -264,7 +281,7 @@ TEST_F(task_repository_test, enqueue_notifies_listeners_at_commit_only) {
     pqxx::work tx{*conn};
     auto req = named("a");
     req.queue = "memory";
-    (void) storage::enqueue_task(tx, req);
+    (void) storage::enqueue_task(tx, req, clock.now());
     tx.abort();
   }
   listener_conn.await_notification(0, 200000);
@@ -274,4 +291,159 @@ TEST_F(task_repository_test, enqueue_notifies_listeners_at_commit_only) {
   enqueue(req);
   listener_conn.await_notification(5, 0);
   EXPECT_EQ(listener.payloads, std::vector<std::string>{"memory"});
+}
+
+TEST_F(task_repository_test, a_bulk_enqueue_answers_in_request_order) {
+  auto keyed = named("k");
+  keyed.unique_key = "same";
+  std::vector<tasks::enqueue_request> batch{named("a"), keyed, named("b"),
+                                            keyed};
+  pqxx::work tx{*conn};
+  auto results = storage::enqueue_tasks(tx, batch, clock.now());
+  tx.commit();
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_TRUE(results[0].created);
+  EXPECT_TRUE(results[1].created);
+  EXPECT_TRUE(results[2].created);
+  EXPECT_FALSE(results[3].created) << "the batch's second 'same' key";
+  EXPECT_EQ(results[3].id, results[1].id);
+  EXPECT_EQ(query("SELECT name FROM engram.tasks WHERE id = "
+                  + std::to_string(results[2].id)),
+            "b");
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks"), "3");
+}
+
+TEST_F(task_repository_test, a_failed_bulk_enqueue_stores_nothing) {
+  auto bad = named("a");
+  bad.args_json = "{not json";
+  pqxx::work tx{*conn};
+  EXPECT_ANY_THROW(
+    (void) storage::enqueue_tasks(tx, {named("ok"), bad}, clock.now()));
+  tx.abort();
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks"), "0");
+}
+
+TEST_F(task_repository_test, a_batch_completion_applies_each_outcome_and_its_followups) {
+  for (auto name : {"a", "b", "c", "d"})
+    enqueue(named(name));
+  auto claimed = claim(4);
+  ASSERT_EQ(claimed.size(), 4u);
+  auto ok = succeeded(claimed[0], R"({"n":1})");
+  ok.followups.push_back(named("next"));
+  auto lost = succeeded(claimed[1]);
+  lost.lease_token = "00000000-0000-0000-0000-000000000000";
+  lost.followups.push_back(named("never"));
+  auto cancelled = failed(claimed[2], "stopped by an operator");
+  cancelled.cancelled = true;
+  auto retried = failed(claimed[3], "boom", 1000);
+  auto result = finish_all({ok, lost, cancelled, retried});
+  EXPECT_EQ(result.accepted, 3);
+  EXPECT_EQ(result.refused, std::vector<int64_t>{claimed[1].id});
+  EXPECT_EQ(status_of(claimed[0].id), "succeeded");
+  EXPECT_EQ(status_of(claimed[1].id), "running") << "refused: unchanged";
+  EXPECT_EQ(status_of(claimed[2].id), "cancelled");
+  EXPECT_EQ(status_of(claimed[3].id), "queued");
+  EXPECT_EQ(query("SELECT string_agg(name, ',') FROM engram.tasks "
+                  "WHERE name IN ('next', 'never')"),
+            "next")
+    << "only an accepted outcome's followup is enqueued";
+}
+
+TEST_F(task_repository_test, a_released_task_is_due_at_once_without_losing_an_attempt) {
+  auto id = enqueue(named("a")).id;
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  pqxx::work tx{*conn};
+  EXPECT_EQ(storage::release_tasks(tx, {lease_of(claimed[0])}, clock.now()), 1);
+  EXPECT_EQ(storage::release_tasks(tx, {lease_of(claimed[0])}, clock.now()), 0)
+    << "a lease is released once";
+  tx.commit();
+  EXPECT_EQ(status_of(id), "queued");
+  auto again = claim(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempts, 1);
+}
+
+TEST_F(task_repository_test, retry_requeues_dead_tasks_only) {
+  auto req = named("engram.fail");
+  req.max_retries = 0;
+  req.unique_key = "k";
+  auto id = enqueue(req).id;
+  auto claimed = claim(1);
+  ASSERT_TRUE(finish(failed(claimed[0], "boom")));
+  ASSERT_EQ(status_of(id), "dead");
+  auto retry = [&](int64_t task) {
+    pqxx::work tx{*conn};
+    auto result = storage::retry_task(tx, task, clock.now());
+    tx.commit();
+    return result;
+  };
+  auto holder = enqueue(req);
+  ASSERT_TRUE(holder.created);
+  EXPECT_EQ(retry(id), "blocked") << "another task holds the unique key";
+  EXPECT_EQ(status_of(id), "dead");
+  {
+    pqxx::work tx{*conn};
+    (void) storage::cancel_task(tx, holder.id, clock.now());
+    tx.commit();
+  }
+  EXPECT_EQ(retry(id), "queued");
+  EXPECT_EQ(retry(id), "queued") << "already queued: reported, unchanged";
+  EXPECT_EQ(retry(424242), "");
+  auto again = claim(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].attempts, 1);
+  EXPECT_EQ(query("SELECT jsonb_array_length(errors) FROM engram.tasks "
+                  "WHERE id = " + std::to_string(id)),
+            "1")
+    << "the error history stays";
+}
+
+TEST_F(task_repository_test, pages_stay_stable_while_tasks_are_added) {
+  for (int i = 0; i < 5; ++i)
+    enqueue(named("t" + std::to_string(i)));
+  tasks::list_tasks filter;
+  filter.limit = 2;
+  pqxx::work tx{*conn};
+  auto first = storage::list_tasks(tx, filter);
+  ASSERT_EQ(first.tasks.size(), 2u);
+  EXPECT_EQ(first.tasks[0].name, "t4");
+  (void) storage::enqueue_task(tx, named("new"), clock.now());
+  filter.before_id = first.next_before_id;
+  auto second = storage::list_tasks(tx, filter);
+  ASSERT_EQ(second.tasks.size(), 2u);
+  EXPECT_EQ(second.tasks[0].name, "t2");
+  filter.before_id = second.next_before_id;
+  auto third = storage::list_tasks(tx, filter);
+  ASSERT_EQ(third.tasks.size(), 1u);
+  EXPECT_EQ(third.tasks[0].name, "t0");
+  EXPECT_EQ(third.next_before_id, 0);
+  filter = {};
+  filter.name = "new";
+  EXPECT_EQ(storage::list_tasks(tx, filter).tasks.size(), 1u);
+  auto info = storage::get_task(tx, first.tasks[0].id);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->status, "queued");
+  EXPECT_EQ(info->created_at_us, to_epoch_us(clock.now()));
+  EXPECT_FALSE(storage::get_task(tx, 987654));
+}
+
+TEST_F(task_repository_test, queue_depths_count_due_work_per_queue) {
+  enqueue(named("a"));
+  clock.advance(3s);
+  auto later = named("b");
+  later.delay_ms = 60000;
+  enqueue(later);
+  auto other = named("c");
+  other.queue = "memory";
+  enqueue(other);
+  ASSERT_EQ(claim(1, 30s, "memory").size(), 1u);
+  pqxx::work tx{*conn};
+  auto depths = storage::queue_depths(tx, clock.now());
+  ASSERT_EQ(depths.size(), 2u);
+  EXPECT_EQ(depths[0].queue, "default");
+  EXPECT_EQ(depths[0].queued, 2);
+  EXPECT_EQ(depths[0].oldest_age_ms, 3000);
+  EXPECT_EQ(depths[1].queue, "memory");
+  EXPECT_EQ(depths[1].running, 1);
 }
