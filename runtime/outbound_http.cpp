@@ -273,7 +273,7 @@ public:
   }
 
   void start(const std::vector<tcp::endpoint>& endpoints) {
-    phase_ = "connecting";
+    phase_ = "while connecting";
     beast::get_lowest_layer(stream_).async_connect(
       endpoints, [this](const beast::error_code& ec, const tcp::endpoint&) {
         on_connect(ec);
@@ -304,7 +304,7 @@ private:
     if (ec)
       return finish(ec);
     if constexpr (with_tls) {
-      phase_ = "the TLS handshake";
+      phase_ = "during the TLS handshake";
       stream_.async_handshake(ssl::stream_base::client,
                               [this](const beast::error_code& ec) {
                                 on_handshake(ec);
@@ -321,7 +321,7 @@ private:
   }
 
   void do_write() {
-    phase_ = "sending the request";
+    phase_ = "while sending the request";
     http::async_write(stream_, req_,
                       [this](const beast::error_code& ec, size_t) {
                         on_write(ec);
@@ -331,7 +331,7 @@ private:
   void on_write(const beast::error_code& ec) {
     if (ec)
       return finish(ec);
-    phase_ = "reading the response";
+    phase_ = "while reading the response";
     http::async_read(stream_, buffer_, parser_,
                      [this](const beast::error_code& ec, size_t) {
                        on_read(ec);
@@ -351,7 +351,7 @@ private:
   beast::flat_buffer buffer_;
   http::response_parser<http::string_body> parser_;
   std::optional<beast::error_code> result_;
-  const char* phase_ = "connecting";
+  const char* phase_ = "while connecting";
 };
 
 bool is_http_parse_error(const beast::error_code& ec) {
@@ -368,7 +368,7 @@ transport_error(const parsed_url& url, const char* phase,
   if (ec == beast::error::timeout)
     return make_error(errc::timeout, where + "timed out after "
                                        + std::to_string(timeout.count())
-                                       + " ms while " + phase);
+                                       + " ms " + phase);
   if (ec == http::error::body_limit)
     return make_error(errc::too_large,
                       where + "the response body exceeds the limit of "
@@ -379,8 +379,7 @@ transport_error(const parsed_url& url, const char* phase,
                         + std::to_string(opts.header_limit) + " bytes");
   if (ec == http::error::end_of_stream || ec == http::error::partial_message)
     return make_error(errc::database_unavailable,
-                      where + "the server closed the connection while "
-                        + phase);
+                      where + "the server closed the connection " + phase);
   if (is_http_parse_error(ec))
     return make_error(errc::unspecified,
                       where + "malformed HTTP response: " + ec.message());
@@ -393,8 +392,11 @@ transport_error(const parsed_url& url, const char* phase,
     return make_error(errc::invalid_config,
                       where + "TLS handshake failed: " + ec.message());
   }
+  if (std::string_view{phase} == "while connecting")
+    return make_error(errc::database_unavailable,
+                      where + "cannot connect: " + ec.message());
   return make_error(errc::database_unavailable,
-                    where + "connection failed while " + phase + ": "
+                    where + "connection failed " + phase + ": "
                       + ec.message());
 }
 
@@ -723,36 +725,36 @@ send_with_retries(const http_client& client, const http_request& req,
                   const retry_options& opts, const sleep_function& sleep,
                   const clock& clk) {
   auto attempts = std::max(opts.max_attempts, 1);
+  std::string origin = "the server";
+  if (auto url = parse_url(req.url))
+    origin = url->origin();
   caf::error last;
   for (int attempt = 1;; ++attempt) {
     auto res = client.send(req);
     std::chrono::milliseconds delay;
+    std::string why;
     if (res) {
       if (!is_retryable_status(res->status))
         return res;
-      std::string origin = "the server";
-      if (auto url = parse_url(req.url))
-        origin = url->origin();
-      last = make_error(errc::database_unavailable,
-                        origin + " answered HTTP " + std::to_string(res->status)
-                          + " (attempt " + std::to_string(attempt) + " of "
-                          + std::to_string(attempts)
-                          + "): " + excerpt(res->body));
+      why = req.method + " " + origin + ": HTTP " + std::to_string(res->status)
+            + " (attempt " + std::to_string(attempt) + " of "
+            + std::to_string(attempts) + "): " + excerpt(res->body);
+      last = make_error(errc::database_unavailable, why);
       delay = requested_delay(*res, opts, clk.now())
                 .value_or(backoff_delay(opts, attempt));
     } else {
       if (!is_retryable(res.error()))
         return res;
       last = std::move(res.error());
+      why = describe(last) + " (attempt " + std::to_string(attempt) + " of "
+            + std::to_string(attempts) + ")";
       delay = backoff_delay(opts, attempt);
     }
     if (attempt >= attempts)
       return last;
-    log::get("outbound")->warn("{}; retrying in {} ms", describe(last),
-                               delay.count());
+    log::get("outbound")->warn("{}; retrying in {} ms", why, delay.count());
     if (sleep && !sleep(delay))
-      return make_error(errc::shutting_down,
-                        "gave up retrying: " + describe(last));
+      return make_error(errc::shutting_down, "gave up retrying: " + why);
   }
 }
 
