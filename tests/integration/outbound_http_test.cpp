@@ -4,10 +4,20 @@
 
 #include "runtime/outbound_http.hpp"
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "messages/errc.hpp"
 #include "runtime/llm_provider.hpp"
@@ -83,7 +93,250 @@ llm_options local_llm(const fake_http_server& server) {
   return opts;
 }
 
+// -- a TLS server with a throwaway certificate ----------------------------------
+
+/// A self-signed certificate (its own CA) and its key, in PEM.
+struct test_certificate {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+/// Creates a P-256 self-signed certificate whose subjectAltName is `san`
+/// (OpenSSL syntax, e.g. "DNS:localhost" or "IP:127.0.0.1").
+test_certificate make_certificate(const std::string& san) {
+  test_certificate result;
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* x = X509_new();
+  if (key == nullptr || x == nullptr)
+    throw std::runtime_error("cannot create a test key");
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
+  X509_set_pubkey(x, key);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(
+    name, "CN", MBSTRING_ASC,
+    reinterpret_cast<const unsigned char*>("engram test"), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  const std::pair<int, std::string> extensions[] = {
+    {NID_basic_constraints, "critical,CA:TRUE"},
+    {NID_key_usage, "critical,digitalSignature,keyCertSign"},
+    {NID_subject_alt_name, san}};
+  for (const auto& [nid, value] : extensions) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value.c_str());
+    if (ext == nullptr)
+      throw std::runtime_error("cannot create extension " + value);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  X509_sign(x, key, EVP_sha256());
+  auto to_pem = [](auto write) {
+    BIO* bio = BIO_new(BIO_s_mem());
+    write(bio);
+    char* data = nullptr;
+    auto len = BIO_get_mem_data(bio, &data);
+    std::string pem{data, static_cast<size_t>(len)};
+    BIO_free(bio);
+    return pem;
+  };
+  result.cert_pem = to_pem([&](BIO* bio) { PEM_write_bio_X509(bio, x); });
+  result.key_pem = to_pem([&](BIO* bio) {
+    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+  });
+  X509_free(x);
+  EVP_PKEY_free(key);
+  return result;
+}
+
+/// A PEM file in the temp directory, removed on destruction.
+struct temp_pem {
+  std::filesystem::path path;
+  explicit temp_pem(const std::string& pem) {
+    static std::atomic<int> counter{0};
+    path = std::filesystem::temp_directory_path()
+           / ("engram-test-ca-" + std::to_string(::getpid()) + "-"
+              + std::to_string(counter++) + ".pem");
+    std::ofstream{path} << pem;
+  }
+  ~temp_pem() {
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+  }
+};
+
+/// Serves one HTTPS connection on 127.0.0.1 with `cert` and answers 200
+/// "tls ok" (if the handshake succeeds).
+class tls_server {
+public:
+  explicit tls_server(const test_certificate& cert) {
+    namespace asio = boost::asio;
+    ctx_.use_certificate_chain(asio::buffer(cert.cert_pem));
+    ctx_.use_private_key(asio::buffer(cert.key_pem), asio::ssl::context::pem);
+    asio::ip::tcp::endpoint ep{asio::ip::make_address("127.0.0.1"), 0};
+    acceptor_.open(ep.protocol());
+    acceptor_.bind(ep);
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread{[this] { serve_one(); }};
+  }
+
+  ~tls_server() {
+    finish();
+  }
+
+  /// Ends the server thread (waking its accept if nobody connected).
+  void finish() {
+    if (!thread_.joinable())
+      return;
+    if (!accepted_) {
+      boost::system::error_code ec;
+      boost::asio::ip::tcp::socket s{ioc_};
+      s.connect({boost::asio::ip::make_address("127.0.0.1"), port_}, ec);
+    }
+    thread_.join();
+  }
+
+  uint16_t port() const {
+    return port_;
+  }
+
+  bool handshake_succeeded() {
+    finish();
+    return handshake_ok_;
+  }
+
+  /// The SNI the client sent (ends the server first).
+  std::string server_name() {
+    finish();
+    return server_name_;
+  }
+
+private:
+  void serve_one() {
+    namespace http = boost::beast::http;
+    boost::system::error_code ec;
+    boost::asio::ip::tcp::socket socket{ioc_};
+    acceptor_.accept(socket, ec);
+    accepted_ = true;
+    if (ec)
+      return;
+    boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream{
+      std::move(socket), ctx_};
+    stream.handshake(boost::asio::ssl::stream_base::server, ec);
+    if (ec)
+      return;
+    if (const char* sni = SSL_get_servername(stream.native_handle(),
+                                             TLSEXT_NAMETYPE_host_name))
+      server_name_ = sni;
+    handshake_ok_ = true;
+    boost::beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    http::read(stream, buffer, req, ec);
+    if (ec)
+      return;
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.body() = "tls ok " + std::string{req.target()};
+    res.keep_alive(false);
+    res.prepare_payload();
+    http::write(stream, res, ec);
+    stream.shutdown(ec);
+  }
+
+  boost::asio::io_context ioc_;
+  boost::asio::ssl::context ctx_{boost::asio::ssl::context::tls_server};
+  boost::asio::ip::tcp::acceptor acceptor_{ioc_};
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> accepted_{false};
+  std::atomic<bool> handshake_ok_{false};
+  std::string server_name_;
+};
+
+caf::expected<http_response> get_over_tls(const std::string& url,
+                                          const std::string& ca_file) {
+  outbound_http_options opts;
+  opts.ca_file = ca_file;
+  auto c = outbound_http::make(opts);
+  if (!c)
+    return c.error();
+  http_request req;
+  req.method = "GET";
+  req.url = url;
+  req.timeout = 2s;
+  return (*c)->send(req);
+}
+
 } // namespace
+
+// -- TLS ---------------------------------------------------------------------------
+
+TEST(outbound_http_tls, talks_to_a_server_whose_certificate_is_trusted) {
+  auto cert = make_certificate("DNS:localhost");
+  temp_pem ca{cert.cert_pem};
+  tls_server server{cert};
+  auto res = get_over_tls(
+    "https://localhost:" + std::to_string(server.port()) + "/secure",
+    ca.path.string());
+  ASSERT_TRUE(res) << describe(res.error());
+  EXPECT_EQ(res->status, 200u);
+  EXPECT_EQ(res->body, "tls ok /secure");
+  EXPECT_EQ(server.server_name(), "localhost");
+}
+
+TEST(outbound_http_tls, checks_an_ip_address_against_the_certificate) {
+  auto cert = make_certificate("IP:127.0.0.1");
+  temp_pem ca{cert.cert_pem};
+  tls_server server{cert};
+  auto res = get_over_tls(
+    "https://127.0.0.1:" + std::to_string(server.port()) + "/ip",
+    ca.path.string());
+  ASSERT_TRUE(res) << describe(res.error());
+  EXPECT_EQ(res->body, "tls ok /ip");
+}
+
+TEST(outbound_http_tls, refuses_an_untrusted_certificate) {
+  auto cert = make_certificate("DNS:localhost");
+  tls_server server{cert};
+  auto res = get_over_tls(
+    "https://localhost:" + std::to_string(server.port()) + "/", "");
+  ASSERT_FALSE(res);
+  EXPECT_EQ(code_of(res.error()), errc::invalid_config) << describe(res.error());
+  EXPECT_FALSE(is_retryable(res.error()));
+  EXPECT_NE(message_of(res.error()).find("certificate verification failed"),
+            std::string::npos)
+    << describe(res.error());
+  EXPECT_FALSE(server.handshake_succeeded());
+}
+
+TEST(outbound_http_tls, refuses_a_certificate_for_another_host) {
+  auto cert = make_certificate("DNS:other.example");
+  temp_pem ca{cert.cert_pem};
+  tls_server server{cert};
+  auto res = get_over_tls(
+    "https://localhost:" + std::to_string(server.port()) + "/",
+    ca.path.string());
+  ASSERT_FALSE(res);
+  EXPECT_EQ(code_of(res.error()), errc::invalid_config) << describe(res.error());
+  EXPECT_NE(message_of(res.error()).find("mismatch"), std::string::npos)
+    << describe(res.error());
+  EXPECT_FALSE(server.handshake_succeeded());
+}
+
+TEST(outbound_http_tls, refuses_a_host_certificate_for_an_ip_url) {
+  auto cert = make_certificate("DNS:localhost");
+  temp_pem ca{cert.cert_pem};
+  tls_server server{cert};
+  auto res = get_over_tls(
+    "https://127.0.0.1:" + std::to_string(server.port()) + "/",
+    ca.path.string());
+  ASSERT_FALSE(res);
+  EXPECT_EQ(code_of(res.error()), errc::invalid_config) << describe(res.error());
+  EXPECT_FALSE(server.handshake_succeeded());
+}
 
 // -- the client ------------------------------------------------------------------
 
