@@ -78,7 +78,8 @@ struct add_messages_result {
 };
 
 /// Creates an active conversation created (and updated) at `now`. An unknown
-/// project or agent id violates a foreign key (pqxx exception).
+/// project or agent violates a foreign key, a malformed id is refused by
+/// the cast (pqxx exceptions either way).
 [[nodiscard]] conversation_row
 create_conversation(pqxx::transaction_base& tx, const new_conversation& c,
                     wall_time now);

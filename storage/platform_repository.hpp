@@ -92,7 +92,8 @@ struct extraction_result {
 get_project(pqxx::transaction_base& tx, const std::string& id);
 
 /// Creates an agent created (and updated) at `now`. An unknown project
-/// violates a foreign key (pqxx exception).
+/// violates a foreign key, a malformed id is refused by the cast (pqxx
+/// exceptions either way).
 [[nodiscard]] agent_row create_agent(pqxx::transaction_base& tx,
                                      const new_agent& a, wall_time now);
 
