@@ -136,10 +136,11 @@ make_llm_provider(const llm_options& opts, llm_environment env = {});
 [[nodiscard]] std::vector<std::string> split_sentences(std::string_view text);
 
 /// The answer of the extractive provider: the most salient sentences of
-/// `text`, in their original order, joined by spaces. Salience is the sum of
-/// the document frequencies of a sentence's content words (lower-cased
-/// tokens of letters/digits, stop words excluded) divided by the square root
-/// of their number; ties go to the earlier sentence. Keeps
+/// `text`, in their original order, joined by spaces. Salience is the sum,
+/// over a sentence's content words (lower-cased word tokens, English stop
+/// words excluded, no stemming), of how often each occurs in the whole
+/// text, divided by the square root of their number; ties go to the earlier
+/// sentence. Keeps
 /// clamp((n + 2) / 3, 1, 5) of n sentences and at most `max_tokens` tokens
 /// (a single sentence longer than that is cut and ends in "…").
 [[nodiscard]] std::string summarize_extractive(std::string_view text,
@@ -149,8 +150,8 @@ make_llm_provider(const llm_options& opts, llm_environment env = {});
 /// roles are ignored), in order: sentences by `split_sentences`, a leading
 /// interjection ("Hi,", "Thanks!", "Ok,", ...) removed, questions skipped,
 /// sentences of fewer than 4 words skipped, pleasantries ("thank you so
-/// much", "have a nice day", ...) skipped, a final '.' added when the
-/// sentence has no end mark, duplicates (case, whitespace and end
+/// much", "have a nice day", ...) skipped, the first letter capitalized, a
+/// final '.' added when the sentence has no end mark, duplicates (case, whitespace and end
 /// punctuation ignored) dropped after their first occurrence.
 [[nodiscard]] std::vector<std::string>
 extract_facts(const std::vector<chat_message>& messages);
