@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <caf/meta/type_name.hpp>
@@ -139,5 +140,19 @@ inline constexpr char storage_pool_name[] = "storage";
 using storage_pool_actor = storage_actor::extend<
   // Returns the pool's counters.
   caf::replies_to<atom::stats>::with<storage::pool_stats>>;
+
+/// A NOTIFICATION LISTENER: a detached actor that owns one connection,
+/// LISTENs on channels and turns PostgreSQL notifications into calls of a
+/// callback (which should only send messages). It never blocks longer than
+/// one wait slice, so exit messages are handled promptly.
+using notification_listener_actor
+  = caf::typed_actor<caf::reacts_to<atom::tick>>;
+
+/// Called with (channel, payload) on the listener's thread. After every
+/// (re)connect it is called once per channel with an empty payload:
+/// notifications may have been missed, so the consumer should look for work
+/// itself.
+using notification_callback
+  = std::function<void(const std::string& channel, const std::string& payload)>;
 
 } // namespace engram

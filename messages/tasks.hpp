@@ -4,8 +4,14 @@
 #include <string>
 #include <vector>
 
+#include <stop_token>
+
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
 #include <caf/timestamp.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/atoms.hpp"
 
 namespace engram::tasks {
 
@@ -335,4 +341,118 @@ typename Inspector::result_type inspect(Inspector& f, queue_depths_request& x) {
   return f(caf::meta::type_name("queue_depths_request"), x.now_us);
 }
 
+// -- workers ----------------------------------------------------------------------
+
+/// Due tasks may be waiting (a notification arrived, or one may have been
+/// missed).
+struct wake {};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, wake&) {
+  return f(caf::meta::type_name("wake"));
+}
+
+/// Runs one attempt of a claimed task on a worker slot. `stop` is the
+/// cooperative stop signal the handler sees (local only: not serialized).
+struct run_attempt {
+  claimed_task task;
+  std::stop_token stop;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, run_attempt& x) {
+  return f(caf::meta::type_name("run_attempt"), x.task);
+}
+
+/// How one attempt ended on its slot.
+enum class attempt_status : uint8_t {
+  succeeded,
+  /// An error a retry may fix.
+  failed,
+  /// Bad arguments or another error no retry fixes: dead at once.
+  permanent,
+  /// The handler honoured a stop request.
+  stopped,
+};
+
+inline std::string to_string(attempt_status x) {
+  switch (x) {
+    case attempt_status::succeeded:
+      return "succeeded";
+    case attempt_status::failed:
+      return "failed";
+    case attempt_status::permanent:
+      return "permanent";
+    default:
+      return "stopped";
+  }
+}
+
+struct attempt_result {
+  int64_t id = 0;
+  attempt_status status = attempt_status::failed;
+  std::string result_json;
+  std::string error;
+  std::vector<enqueue_request> followups;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, attempt_result& x) {
+  return f(caf::meta::type_name("attempt_result"), x.id, x.status,
+           x.result_json, x.error, x.followups);
+}
+
+/// Counters of one queue's workers on this node.
+struct queue_stats {
+  std::string queue;
+  int64_t concurrency = 0;
+  int64_t running = 0;
+  /// Claimed and waiting for a free worker.
+  int64_t prefetched = 0;
+  /// Outcomes waiting for their batch commit.
+  int64_t unacknowledged = 0;
+  int64_t started = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  /// Completions refused because the lease had been lost.
+  int64_t refused = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, queue_stats& x) {
+  return f(caf::meta::type_name("queue_stats"), x.queue, x.concurrency,
+           x.running, x.prefetched, x.unacknowledged, x.started, x.succeeded,
+           x.failed, x.refused);
+}
+
 } // namespace engram::tasks
+
+namespace engram {
+
+/// A WORKER SLOT: runs one attempt at a time on its own thread.
+using task_slot_actor = caf::typed_actor<
+  caf::replies_to<tasks::run_attempt>::with<tasks::attempt_result>>;
+
+/// A TASK QUEUE's workers on this node: claims, runs, renews leases and
+/// acknowledges in batches.
+using task_queue_actor = caf::typed_actor<
+  // Due tasks may be waiting: claim if there is room.
+  caf::reacts_to<tasks::wake>,
+  // Internal clock: limits, heartbeats, polls.
+  caf::reacts_to<atom::tick>,
+  // Stop claiming, finish or release what is held, then quit.
+  caf::reacts_to<atom::shutdown>,
+  caf::replies_to<atom::stats>::with<tasks::queue_stats>>;
+
+/// The TASK SYSTEM of a node: every queue's workers, the notification
+/// listener that wakes them, and lease reclaiming.
+using task_system_actor = caf::typed_actor<
+  // Internal clock: reclaim expired leases, refresh queue depth gauges.
+  caf::reacts_to<atom::tick>,
+  // The counters of every queue on this node.
+  caf::replies_to<atom::stats>::with<std::vector<tasks::queue_stats>>>;
+
+/// The task system's name among the supervised actors and in the registry.
+inline constexpr char task_system_name[] = "tasks";
+
+} // namespace engram

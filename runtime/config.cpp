@@ -84,7 +84,7 @@ constexpr spec text() {
   return {kind::string};
 }
 
-[[maybe_unused]] constexpr spec flag() {
+constexpr spec flag() {
   return {kind::boolean};
 }
 
@@ -156,6 +156,13 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(actor_system, max_throughput, integer(1, 1000000)),
   ENGRAM_OPTION(actor_system, middleman_heartbeat_interval,
                 duration(0, max_duration_ms)),
+  ENGRAM_OPTION(background, enabled, flag()),
+  ENGRAM_OPTION(tasks, queues, text()),
+  ENGRAM_OPTION(tasks, prefetch, integer(0, 100000)),
+  ENGRAM_OPTION(tasks, lease, duration(1000, max_duration_ms)),
+  ENGRAM_OPTION(tasks, heartbeat_interval, duration(100, max_duration_ms)),
+  ENGRAM_OPTION(tasks, poll_interval, duration(10, max_duration_ms)),
+  ENGRAM_OPTION(tasks, reclaim_interval, duration(100, max_duration_ms)),
 });
 
 #undef ENGRAM_OPTION
@@ -634,6 +641,14 @@ std::optional<config_error> check_combination(const config& cfg) {
                         format_duration(db.reconnect_backoff_initial),
                         "must not exceed database.reconnect_backoff_max ("
                           + format_duration(db.reconnect_backoff_max) + ")"};
+  if (auto queues = parse_queue_list(cfg.tasks.queues);
+      auto* reason = std::get_if<std::string>(&queues))
+    return config_error{"tasks.queues", cfg.tasks.queues, *reason};
+  if (cfg.tasks.heartbeat_interval >= cfg.tasks.lease)
+    return config_error{"tasks.heartbeat_interval",
+                        format_duration(cfg.tasks.heartbeat_interval),
+                        "must be shorter than tasks.lease ("
+                          + format_duration(cfg.tasks.lease) + ")"};
   return std::nullopt;
 }
 
@@ -649,6 +664,50 @@ std::string config_error::to_string() const {
   }
   result += ": ";
   result += reason;
+  return result;
+}
+
+std::variant<std::vector<queue_spec>, std::string>
+parse_queue_list(std::string_view text) {
+  std::vector<queue_spec> result;
+  auto trim = [](std::string_view x) {
+    while (!x.empty() && (x.front() == ' ' || x.front() == '\t'))
+      x.remove_prefix(1);
+    while (!x.empty() && (x.back() == ' ' || x.back() == '\t'))
+      x.remove_suffix(1);
+    return x;
+  };
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    auto item = trim(text.substr(0, comma));
+    text = comma == std::string_view::npos ? std::string_view{}
+                                           : text.substr(comma + 1);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos)
+      return "expected name=concurrency, got '" + std::string{item} + "'";
+    auto name = trim(item.substr(0, eq));
+    auto count = trim(item.substr(eq + 1));
+    if (name.empty() || name.size() > 63
+        || !std::all_of(name.begin(), name.end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                    || c == '_' || c == '.' || c == '-';
+           }))
+      return "queue name '" + std::string{name}
+             + "' must be 1 to 63 characters of a-z, 0-9, '_', '.', '-'";
+    int concurrency = 0;
+    auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(),
+                                     concurrency);
+    if (ec != std::errc{} || end != count.data() + count.size()
+        || concurrency < 1 || concurrency > 1024)
+      return "concurrency of queue '" + std::string{name}
+             + "' must be an integer between 1 and 1024";
+    for (const auto& q : result)
+      if (q.name == name)
+        return "queue '" + std::string{name} + "' is listed twice";
+    result.push_back({std::string{name}, concurrency});
+  }
+  if (result.empty())
+    return "at least one queue is needed";
   return result;
 }
 

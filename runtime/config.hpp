@@ -116,6 +116,31 @@ struct config {
     bool operator==(const actor_system_section&) const = default;
   } actor_system;
 
+  struct background_section {
+    /// Run requested work (extraction) through the durable queue; when off,
+    /// or when the queue cannot be reached, it runs inline in the daemon.
+    bool enabled = true;
+
+    bool operator==(const background_section&) const = default;
+  } background;
+
+  struct tasks_section {
+    /// Queues this node works on, as name=concurrency pairs.
+    std::string queues = "default=4, memory=2, agents=4";
+    /// Tasks claimed ahead of free workers, per queue (0..100000).
+    int prefetch = 512;
+    /// How long a claimed task stays leased without a heartbeat.
+    std::chrono::milliseconds lease{30000};
+    /// How often a worker renews the leases it holds (less than lease).
+    std::chrono::milliseconds heartbeat_interval{10000};
+    /// Safety-net poll for due tasks when no notification arrives.
+    std::chrono::milliseconds poll_interval{1000};
+    /// How often expired leases are reclaimed.
+    std::chrono::milliseconds reclaim_interval{5000};
+
+    bool operator==(const tasks_section&) const = default;
+  } tasks;
+
   /// Field-wise comparison (tests compare a loaded file with the defaults).
   bool operator==(const config&) const = default;
 };
@@ -151,6 +176,19 @@ struct config_sources {
 /// files are refused.
 [[nodiscard]] std::variant<config, config_error>
 load_config(const config_sources& sources);
+
+/// One queue a node works on.
+struct queue_spec {
+  std::string name;
+  int concurrency = 1;
+
+  bool operator==(const queue_spec&) const = default;
+};
+
+/// Parses tasks.queues ("default=4, memory=2"): names of [a-z0-9_.-], each
+/// once, concurrency 1..1024. Returns the reason on failure.
+[[nodiscard]] std::variant<std::vector<queue_spec>, std::string>
+parse_queue_list(std::string_view text);
 
 /// Parses "250ms", "5s", "2m", "1h" (a bare integer means milliseconds).
 [[nodiscard]] std::optional<std::chrono::milliseconds>

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/tasks/task_registry.hpp"
+#include "messages/storage.hpp"
+#include "messages/tasks.hpp"
+
+namespace engram::metrics {
+class registry;
+} // namespace engram::metrics
+
+namespace engram {
+
+/// How one queue's workers on this node behave.
+struct task_queue_options {
+  std::string queue = "default";
+  /// Attempts running at once (one worker slot, i.e. one thread, each).
+  int concurrency = 4;
+  /// Tasks claimed beyond the free slots, so a slot never waits for a claim.
+  int prefetch = 512;
+  /// Largest claim and largest batch of outcomes committed at once.
+  int64_t max_claim_batch = 512;
+  int64_t max_ack_batch = 2048;
+  std::chrono::milliseconds lease{30000};
+  std::chrono::milliseconds heartbeat_interval{10000};
+  std::chrono::milliseconds poll_interval{1000};
+  /// Real-time period of the internal tick that checks limits, heartbeats
+  /// and polls against the clock.
+  std::chrono::milliseconds tick{25};
+  /// How long a shutdown lets running attempts finish before it asks them
+  /// to stop and releases their leases.
+  std::chrono::milliseconds drain_timeout{10000};
+  /// Identifies this node's workers in tasks.locked_by.
+  std::string worker_id = "engram";
+};
+
+/// Where a queue's claims and acknowledgements go: two storage actors (two
+/// connections), so a large batch commit never delays a claim.
+struct task_queue_storage {
+  storage_actor claimer;
+  storage_actor acker;
+};
+
+/// Spawns a queue's workers: claims (on a wake, a poll, or while claims come
+/// back full) up to concurrency + prefetch tasks, runs each on a free slot,
+/// stops attempts that pass their soft limit, abandons and fails those that
+/// pass their hard limit, renews leases, and acknowledges outcomes in
+/// batches (one commit for everything that finished while the previous
+/// commit ran). `registry` and `services` must outlive the actor.
+[[nodiscard]] task_queue_actor
+spawn_task_queue(caf::actor_system& sys, task_queue_options options,
+                 task_queue_storage storage,
+                 const tasks::task_registry& registry,
+                 const tasks::task_services& services,
+                 metrics::registry* metrics);
+
+/// Runs one attempt of `task` with its handler from `registry`, on the
+/// calling thread: what a worker slot does (exposed for inline execution
+/// and tests).
+[[nodiscard]] tasks::attempt_result
+run_attempt_now(const tasks::claimed_task& task,
+                const tasks::task_registry& registry,
+                const tasks::task_services& services, std::stop_token stop);
+
+} // namespace engram
