@@ -5,6 +5,7 @@ find_package(Boost 1.81 EXACT REQUIRED COMPONENTS json)
 find_package(spdlog REQUIRED)
 find_package(tomlplusplus REQUIRED)
 find_package(OpenSSL REQUIRED)
+find_package(simdjson REQUIRED)
 # Howard Hinnant's date/tz over the system tzdata (date::date-tz).
 find_package(date REQUIRED)
 find_package(PkgConfig REQUIRED)

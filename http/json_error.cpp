@@ -29,6 +29,7 @@ status status_for(errc code) noexcept {
     case errc::too_large:
       return status::payload_too_large;
     case errc::database_unavailable:
+    case errc::unavailable:
     case errc::schema_too_new:
     case errc::schema_outdated:
     case errc::shutting_down:

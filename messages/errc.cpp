@@ -23,13 +23,14 @@ std::string_view to_string(errc x) noexcept {
     case errc::unauthorized: return "unauthorized";
     case errc::too_large: return "too_large";
     case errc::child_failed: return "child_failed";
+    case errc::unavailable: return "unavailable";
   }
   return "unknown";
 }
 
 bool is_retryable(errc x) noexcept {
   return x == errc::database_unavailable || x == errc::timeout
-         || x == errc::shutting_down;
+         || x == errc::shutting_down || x == errc::unavailable;
 }
 
 errc code_of(const caf::error& err) noexcept {

@@ -44,6 +44,8 @@ enum class errc : uint8_t {
   too_large = 14,
   /// A supervised child failed more often than its restart limit allows.
   child_failed = 15,
+  /// A remote service (LLM provider, webhook) cannot be reached right now.
+  unavailable = 16,
 };
 
 /// Returns the stable, snake_case name of `x`, used in logs and as the HTTP

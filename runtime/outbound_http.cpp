@@ -245,11 +245,11 @@ resolve(const parsed_url& url, clock_type::time_point deadline,
                         + std::to_string(timeout.count())
                         + " ms while resolving the host name");
   if (st->ec)
-    return make_error(errc::database_unavailable,
+    return make_error(errc::unavailable,
                       url.origin() + ": cannot resolve the host name: "
                         + st->ec.message());
   if (st->endpoints.empty())
-    return make_error(errc::database_unavailable,
+    return make_error(errc::unavailable,
                       url.origin() + ": the host name has no address");
   return std::move(st->endpoints);
 }
@@ -378,7 +378,7 @@ transport_error(const parsed_url& url, const char* phase,
                       where + "the response header exceeds the limit of "
                         + std::to_string(opts.header_limit) + " bytes");
   if (ec == http::error::end_of_stream || ec == http::error::partial_message)
-    return make_error(errc::database_unavailable,
+    return make_error(errc::unavailable,
                       where + "the server closed the connection " + phase);
   if (is_http_parse_error(ec))
     return make_error(errc::unspecified,
@@ -393,9 +393,9 @@ transport_error(const parsed_url& url, const char* phase,
                       where + "TLS handshake failed: " + ec.message());
   }
   if (std::string_view{phase} == "while connecting")
-    return make_error(errc::database_unavailable,
+    return make_error(errc::unavailable,
                       where + "cannot connect: " + ec.message());
-  return make_error(errc::database_unavailable,
+  return make_error(errc::unavailable,
                     where + "connection failed " + phase + ": "
                       + ec.message());
 }
@@ -739,7 +739,7 @@ send_with_retries(const http_client& client, const http_request& req,
       why = req.method + " " + origin + ": HTTP " + std::to_string(res->status)
             + " (attempt " + std::to_string(attempt) + " of "
             + std::to_string(attempts) + "): " + excerpt(res->body);
-      last = make_error(errc::database_unavailable, why);
+      last = make_error(errc::unavailable, why);
       delay = requested_delay(*res, opts, clk.now())
                 .value_or(backoff_delay(opts, attempt));
     } else {

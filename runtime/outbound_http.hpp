@@ -10,7 +10,7 @@
 // Errors (engram::errc) and whether `is_retryable` says yes:
 // - invalid_argument (no): malformed URL, unknown method, header injection.
 // - timeout (yes): the deadline passed (resolve, connect, TLS, write or read).
-// - database_unavailable (yes): the server cannot be reached or dropped the
+// - unavailable (yes): the server cannot be reached or dropped the
 //   connection (DNS failure, refused, reset, EOF before a complete
 //   response). errc has no generic "unavailable" code yet; this is the one
 //   retryable "cannot be reached right now" code it has.
@@ -205,7 +205,7 @@ requested_delay(const http_response& res, const retry_options& opts,
 /// otherwise, through `sleep`. Returns the first response with another
 /// status (2xx, 3xx, 4xx other than 408/429), the first non-retryable
 /// error, or, when the attempts are used up, the last error (for a
-/// retryable status: database_unavailable naming the status and the start
+/// retryable status: unavailable naming the status and the start
 /// of the body, so that `is_retryable` stays true for a later retry by the
 /// task queue). If `sleep` returns false: shutting_down. Requests are
 /// retried whatever their method: callers must be idempotent or accept

@@ -426,7 +426,7 @@ TEST(outbound_http_live, a_dropped_connection_is_retryable) {
   ASSERT_NE(http, nullptr);
   auto res = http->send(request_to(server, "/drop"));
   ASSERT_FALSE(res);
-  EXPECT_EQ(code_of(res.error()), errc::database_unavailable)
+  EXPECT_EQ(code_of(res.error()), errc::unavailable)
     << describe(res.error());
   EXPECT_TRUE(is_retryable(res.error()));
 }

@@ -290,7 +290,7 @@ TEST(send_with_retries, retries_retryable_errors_and_not_others) {
   {
     scripted_client client;
     client.push(make_error(errc::timeout, "slow"));
-    client.push(make_error(errc::database_unavailable, "refused"));
+    client.push(make_error(errc::unavailable, "refused"));
     client.push(response(200));
     recorded_sleep sleep;
     auto res = send_with_retries(client, post(), {3, 10ms, 1s}, sleep.fn());
