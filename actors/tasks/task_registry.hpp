@@ -12,9 +12,13 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <caf/actor_registry.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
 
 #include "actors/tasks/retry_policy.hpp"
+#include "messages/errc.hpp"
+#include "messages/storage.hpp"
 #include "messages/tasks.hpp"
 #include "runtime/clock.hpp"
 
@@ -126,6 +130,36 @@ public:
     followups_.push_back(std::move(req));
   }
   [[nodiscard]] std::vector<enqueue_request>& followups() { return followups_; }
+
+  /// Asks the storage pool and waits for the reply (handlers run on their
+  /// own thread, so waiting is fine). A retryable error (database away,
+  /// timeout) throws std::runtime_error, so the attempt is retried; any other
+  /// error throws permanent_failure.
+  template <class Reply, class Request>
+  Reply ask_storage(Request req) const {
+    return ask<Reply>(services_.system->registry().template get<storage_actor>(
+                        caf::atom(storage_pool_name)),
+                      std::move(req));
+  }
+
+  /// Asks any actor and waits for the reply; errors as in ask_storage.
+  template <class Reply, class Handle, class Request>
+  Reply ask(const Handle& dest, Request req) const {
+    if (!dest)
+      throw std::runtime_error("the actor this task needs is not running");
+    caf::scoped_actor self{*services_.system};
+    std::optional<Reply> result;
+    caf::error err;
+    self->request(dest, services_.request_timeout, std::move(req))
+      .receive([&](Reply& reply) { result = std::move(reply); },
+               [&](caf::error& e) { err = std::move(e); });
+    if (!result) {
+      if (is_retryable(err))
+        throw std::runtime_error(describe(err));
+      throw permanent_failure(describe(err));
+    }
+    return std::move(*result);
+  }
 
 private:
   const claimed_task& task_;
