@@ -3,6 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <string>
 
 namespace engram {
 
@@ -65,6 +68,22 @@ private:
 
 [[nodiscard]] inline wall_time from_epoch_us(int64_t us) {
   return wall_time{std::chrono::microseconds{us}};
+}
+
+/// `t` as RFC 3339 in UTC with microseconds, e.g.
+/// "2024-03-10T08:00:00.000000Z" (the form the API writes times in).
+[[nodiscard]] inline std::string format_utc(wall_time t) {
+  auto us = to_epoch_us(t);
+  auto secs = us >= 0 ? us / 1'000'000 : (us - 999'999) / 1'000'000;
+  auto frac = us - secs * 1'000'000;
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  ::gmtime_r(&tt, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  return buf;
 }
 
 } // namespace engram

@@ -109,6 +109,9 @@ constexpr auto log_levels = std::to_array<std::string_view>(
 
 constexpr auto log_formats = std::to_array<std::string_view>({"text", "json"});
 
+constexpr auto llm_providers
+  = std::to_array<std::string_view>({"extractive", "openai"});
+
 constexpr auto scheduling_policies
   = std::to_array<std::string_view>({"stealing", "sharing"});
 
@@ -163,6 +166,12 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(tasks, heartbeat_interval, duration(100, max_duration_ms)),
   ENGRAM_OPTION(tasks, poll_interval, duration(10, max_duration_ms)),
   ENGRAM_OPTION(tasks, reclaim_interval, duration(100, max_duration_ms)),
+  ENGRAM_OPTION(llm, provider, one_of(llm_providers)),
+  ENGRAM_OPTION(llm, base_url, text()),
+  ENGRAM_OPTION(llm, model, text()),
+  ENGRAM_OPTION(llm, api_key_env, text()),
+  ENGRAM_OPTION(llm, timeout, duration(1, max_duration_ms)),
+  ENGRAM_OPTION(llm, max_attempts, integer(1, 20)),
 });
 
 #undef ENGRAM_OPTION

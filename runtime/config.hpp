@@ -66,7 +66,7 @@ struct config {
     /// Largest accepted request header block (bytes) (1024..1048576).
     int64_t max_header_bytes = 16384;
     /// Largest accepted request body (bytes) (0..1073741824).
-    int64_t max_body_bytes = 1048576;
+    int64_t max_body_bytes = 16777216;
     /// Time to read one whole request once its first byte arrived.
     std::chrono::milliseconds read_timeout{15000};
     /// How long an idle keep-alive connection stays open.
@@ -140,6 +140,23 @@ struct config {
 
     bool operator==(const tasks_section&) const = default;
   } tasks;
+
+  struct llm_section {
+    /// "extractive" (built in, offline, deterministic) or "openai" (any
+    /// OpenAI-compatible /v1/chat/completions).
+    std::string provider = "extractive";
+    /// Base URL of the OpenAI-compatible API.
+    std::string base_url = "https://api.openai.com";
+    std::string model = "gpt-4o-mini";
+    /// Name of the environment variable that holds the API key.
+    std::string api_key_env = "OPENAI_API_KEY";
+    /// Bound on one HTTP attempt.
+    std::chrono::milliseconds timeout{60000};
+    /// Attempts per completion on timeouts, 429 and 5xx (1..20).
+    int max_attempts = 3;
+
+    bool operator==(const llm_section&) const = default;
+  } llm;
 
   /// Field-wise comparison (tests compare a loaded file with the defaults).
   bool operator==(const config&) const = default;

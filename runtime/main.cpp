@@ -22,12 +22,15 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/node/node.hpp"
+#include "actors/tasks/builtin_tasks.hpp"
+#include "actors/tasks/task_system.hpp"
 #include "actors/scheduler/cron_command.hpp"
 #include "actors/supervisor/supervisor.hpp"
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
 #include "http/readiness_probe.hpp"
 #include "http/router.hpp"
+#include "http/task_routes.hpp"
 #include "http/server.hpp"
 #include "messages/errc.hpp"
 #include "messages/storage.hpp"
@@ -35,9 +38,12 @@
 #include "runtime/config.hpp"
 #include "runtime/embedded_postgres.hpp"
 #include "runtime/io_threads.hpp"
+#include "runtime/llm_provider.hpp"
+#include "runtime/outbound_http.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
+#include "storage/notification_listener.hpp"
 #include "storage/storage_actors.hpp"
 
 namespace {
@@ -252,9 +258,68 @@ int serve(const config& cfg) {
   self_node.pid = getpid();
   self_node.version = build_info::version;
 
+  // Outbound HTTP and the LLM provider, shared by every task handler.
+  auto outbound = outbound_http::make();
+  if (!outbound) {
+    logger()->critical("cannot set up outbound HTTP: {}",
+                       describe(outbound.error()));
+    return exit_failure;
+  }
+  llm_options llm_opts;
+  llm_opts.provider = cfg.llm.provider;
+  llm_opts.base_url = cfg.llm.base_url;
+  llm_opts.model = cfg.llm.model;
+  llm_opts.api_key_env = cfg.llm.api_key_env;
+  llm_opts.timeout = cfg.llm.timeout;
+  llm_opts.max_attempts = cfg.llm.max_attempts;
+  llm_environment llm_env;
+  llm_env.http = *outbound;
+  auto llm = make_llm_provider(llm_opts, llm_env);
+  if (!llm) {
+    logger()->critical("cannot set up the LLM provider: {}",
+                       describe(llm.error()));
+    return exit_failure;
+  }
+
+  // The task names this node runs; filled once, read by every worker.
+  tasks::task_registry task_names;
+  tasks::register_builtin_tasks(task_names);
+  tasks::task_services task_services;
+  task_services.request_timeout = cfg.database.statement_timeout
+                                  + cfg.database.connect_timeout;
+  // Stored as their interfaces: handlers get<http_client>("http") and
+  // get<llm_provider>("llm").
+  task_services.extra["http"]
+    = std::static_pointer_cast<void>(std::shared_ptr<http_client>(*outbound));
+  task_services.extra["llm"] = std::static_pointer_cast<void>(
+    std::shared_ptr<llm_provider>(std::move(*llm)));
+
+  task_system_options task_opts;
+  task_opts.queues
+    = std::get<std::vector<queue_spec>>(parse_queue_list(cfg.tasks.queues));
+  task_opts.queue_defaults.prefetch = cfg.tasks.prefetch;
+  task_opts.queue_defaults.lease = cfg.tasks.lease;
+  task_opts.queue_defaults.heartbeat_interval = cfg.tasks.heartbeat_interval;
+  task_opts.queue_defaults.poll_interval = cfg.tasks.poll_interval;
+  // Running attempts get most of the shutdown budget to finish.
+  task_opts.queue_defaults.drain_timeout = cfg.daemon.shutdown_timeout / 2;
+  task_opts.queue_defaults.worker_id = self_node.host + "/" + self_node.id.substr(0, 8);
+  task_opts.reclaim_interval = cfg.tasks.reclaim_interval;
+  task_opts.spawn_storage = [&storage_opts](caf::actor_system& sys) {
+    return spawn_storage_worker(sys, storage_opts);
+  };
+  task_opts.spawn_listener = [&storage_opts](caf::actor_system& sys,
+                                             notification_callback cb) {
+    listener_options lopts;
+    lopts.storage = storage_opts;
+    lopts.channels = {"engram_tasks"};
+    return spawn_notification_listener(sys, lopts, std::move(cb));
+  };
+
   caf::actor_system_config sys_cfg;
   apply_caf_settings(cfg, sys_cfg);
   caf::actor_system sys{sys_cfg};
+  task_services.system = &sys;
 
   std::vector<child_spec> children{
     {storage_pool_name,
@@ -268,6 +333,12 @@ int serve(const config& cfg) {
        return caf::actor_cast<caf::actor>(
          sys.spawn(node, self_node, cfg.node.heartbeat_interval));
      }},
+    {task_system_name,
+     [&](caf::actor_system& sys) {
+       return caf::actor_cast<caf::actor>(spawn_task_system(
+         sys, task_opts, task_names, task_services, &registry));
+     },
+     cfg.daemon.shutdown_timeout},
   };
   supervisor_options sup_opts;
   sup_opts.max_restarts = static_cast<uint64_t>(cfg.supervisor.max_restarts);
@@ -318,6 +389,11 @@ int serve(const config& cfg) {
   deps.build_type = build_info::build_type;
   deps.node_name = self_node.host;
   http::add_admin_routes(router, deps);
+  http::task_route_deps task_deps;
+  task_deps.sys = &sys;
+  task_deps.registry = &task_names;
+  task_deps.timeout = cfg.http.request_timeout;
+  http::add_task_routes(router, task_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);
