@@ -577,10 +577,10 @@ TEST(config, parse_duration_rejects_garbage) {
 
 TEST(config, config_keys_in_file_order) {
   auto keys = engram::config_keys();
-  ASSERT_EQ(keys.size(), 31u); // One per member of the config struct.
+  ASSERT_EQ(keys.size(), 44u); // One per member of the config struct.
   EXPECT_EQ(keys.front(), "database.url");
   EXPECT_EQ(keys[1], "database.pool_size");
-  EXPECT_EQ(keys.back(), "actor_system.middleman_heartbeat_interval");
+  EXPECT_EQ(keys.back(), "llm.max_attempts");
 }
 
 TEST(config, every_key_is_settable_by_env_and_flag_name) {
@@ -638,4 +638,23 @@ TEST(config, environment_reads_the_process_environment) {
   ::unsetenv("ENGRAM_CONFIG_TEST_PROBE");
   ASSERT_TRUE(env.contains("ENGRAM_CONFIG_TEST_PROBE"));
   EXPECT_EQ(env["ENGRAM_CONFIG_TEST_PROBE"], "a=b");
+}
+
+TEST(config, queue_lists_are_checked) {
+  auto queues = engram::parse_queue_list(" default=4, memory=2 ");
+  ASSERT_TRUE(std::holds_alternative<std::vector<engram::queue_spec>>(queues));
+  auto& list = std::get<std::vector<engram::queue_spec>>(queues);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1].name, "memory");
+  EXPECT_EQ(list[1].concurrency, 2);
+  for (auto bad : {"", "default", "default=0", "default=x", "Default=1",
+                   "a=1,a=2", "a=1025"}) {
+    auto result = load_config({.flags = {{"tasks.queues", bad}}});
+    auto* err = std::get_if<config_error>(&result);
+    ASSERT_NE(err, nullptr) << bad;
+    EXPECT_EQ(err->key, "tasks.queues") << bad;
+  }
+  auto result = load_config({.flags = {{"tasks.heartbeat_interval", "30s"}}});
+  ASSERT_NE(std::get_if<config_error>(&result), nullptr)
+    << "a heartbeat must come before the lease expires";
 }
