@@ -28,7 +28,7 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(TEST_JOBS) --timeout 300
 
 bench: build
-	@echo "no benchmarks yet"
+	$(BUILD_DIR)/bench/engram_bench_tasks
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -356,13 +356,24 @@ void flush_acks(queue_ptr self) {
                std::make_move_iterator(st.unacked.begin() + static_cast<long>(n)));
   st.unacked.erase(st.unacked.begin(), st.unacked.begin() + static_cast<long>(n));
   st.ack_in_flight = true;
+  // A followup for this queue is due once the batch commits: claim it then,
+  // without waiting for the notification's round trip.
+  bool own_followups = std::any_of(batch.begin(), batch.end(), [&](auto& o) {
+    return std::any_of(o.followups.begin(), o.followups.end(), [&](auto& f) {
+      return f.queue == st.options.queue && f.delay_ms == 0 && f.run_at_us == 0;
+    });
+  });
   auto keep = std::make_shared<std::vector<task_outcome>>(batch);
   self->request(st.storage.acker, 60s,
                 tasks::complete_tasks{std::move(batch), to_epoch_us(now)})
     .then(
-      [self](tasks::completion_result& result) {
+      [self, own_followups](tasks::completion_result& result) {
         auto& st = self->state;
         st.ack_in_flight = false;
+        if (own_followups) {
+          st.more_due = true;
+          maybe_claim(self);
+        }
         st.counters.refused += static_cast<int64_t>(result.refused.size());
         for (auto id : result.refused) {
           if (st.refused != nullptr)
