@@ -30,6 +30,7 @@
 #include <pqxx/pqxx>
 
 #include "actors/tasks/task_system.hpp"
+#include "runtime/config.hpp"
 #include "runtime/log.hpp"
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
@@ -146,7 +147,14 @@ int main() {
   storage.known_schema_version
     = storage::latest_version(storage::embedded_migrations());
 
+  // The daemon's defaults for the actor system (conf/engram.toml).
   caf::actor_system_config cfg;
+  config defaults;
+  if (const char* policy = std::getenv("ENGRAM_BENCH_POLICY"))
+    defaults.actor_system.scheduling_policy = policy;
+  apply_caf_settings(defaults, cfg);
+  std::printf("actor system: %s scheduler\n",
+              defaults.actor_system.scheduling_policy.c_str());
   caf::actor_system sys{cfg};
   services.system = &sys;
   auto enqueuer = spawn_storage_worker(sys, storage);
@@ -191,6 +199,27 @@ int main() {
 
   // -- 1. bulk ----------------------------------------------------------------
   constexpr int64_t bulk = 20000;
+  if (std::getenv("ENGRAM_BENCH_SKIP_BULK")) {
+    auto workers = spawn_task_system(sys, opts, registry, services, nullptr);
+    std::this_thread::sleep_for(500ms);
+    std::vector<double> latencies;
+    for (int i = 0; i < 200; ++i) {
+      tasks::enqueue_request req;
+      req.name = "bench.mark";
+      req.queue = "bench";
+      auto start = steady::now();
+      enqueue({req});
+      auto enq = steady::now();
+      auto started = signals.wait();
+      latencies.push_back(ms(started - start));
+      if (i < 5)
+        std::printf("enqueue %.2f ms, start %.2f ms\n", ms(enq - start), ms(started - enq));
+      std::this_thread::sleep_for(2ms);
+    }
+    std::printf("p50 %.2f p99 %.2f\n", percentile(latencies, 0.5), percentile(latencies, 0.99));
+    caf::anon_send_exit(workers, caf::exit_reason::user_shutdown);
+    return 0;
+  }
   auto t0 = steady::now();
   enqueue(noops(10000));
   enqueue(noops(10000));

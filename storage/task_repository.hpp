@@ -35,7 +35,9 @@ enqueue_task(pqxx::transaction_base& tx, const tasks::enqueue_request& req,
 /// Claims up to `limit` due tasks of `queue` (highest priority, then oldest
 /// run_at, then id), skipping rows other workers hold: each becomes running,
 /// its attempt counter grows, and it gets a fresh lease token valid for
-/// `lease`. The claimed tasks come back in claim order.
+/// `lease`. The claimed tasks come back in claim order. The transaction
+/// commits asynchronously (synchronous_commit off for it alone): a claim
+/// lost in a server crash only makes the task run again.
 [[nodiscard]] std::vector<tasks::claimed_task>
 claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
             const std::string& worker, int64_t limit,
