@@ -9,6 +9,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "messages/atoms.hpp"
+#include "messages/platform.hpp"
 #include "messages/tasks.hpp"
 
 namespace engram::storage {
@@ -130,7 +131,32 @@ using storage_actor = caf::typed_actor<
   // A page of tasks, newest first.
   caf::replies_to<tasks::list_tasks>::with<tasks::task_page>,
   // Depth and oldest age per queue.
-  caf::replies_to<tasks::queue_depths_request>::with<std::vector<tasks::queue_depth>>>;
+  caf::replies_to<tasks::queue_depths_request>::with<std::vector<tasks::queue_depth>>,
+  // -- the agent platform (DESIGN §3-§5); see messages/platform.hpp --
+  // The cleanups: one bounded batch each; the number of rows changed.
+  caf::replies_to<platform::expire_tokens>::with<int64_t>,
+  caf::replies_to<platform::close_stale_sessions>::with<int64_t>,
+  caf::replies_to<platform::archive_old_conversations>::with<int64_t>,
+  caf::replies_to<platform::archive_expired_memories>::with<int64_t>,
+  // Creates a conversation with its first messages.
+  caf::replies_to<platform::create_conversation>::with<platform::conversation_detail>,
+  // A conversation with its messages; not_found for an unknown id.
+  caf::replies_to<platform::get_conversation>::with<platform::conversation_detail>,
+  // Appends messages; not_found, or conflict for a closed conversation.
+  caf::replies_to<platform::add_messages>::with<std::vector<platform::message_info>>,
+  // Inserts extracted facts as memories, skipping exact duplicates.
+  caf::replies_to<platform::insert_extracted_memories>::with<platform::extraction_info>,
+  // Enqueues memory.extract with the check that its conversation exists.
+  caf::replies_to<platform::request_extraction>::with<tasks::task_info>,
+  // Creates an agent; reads one (not_found for an unknown id).
+  caf::replies_to<platform::create_agent>::with<platform::agent_info>,
+  caf::replies_to<platform::get_agent>::with<platform::agent_info>,
+  // A scheduled job; not_found for an unknown id.
+  caf::replies_to<platform::get_scheduled_job>::with<platform::scheduled_job_info>,
+  // A scheduled run starts (false: it finished already), ends, or is skipped.
+  caf::replies_to<platform::record_run_start>::with<bool>,
+  caf::replies_to<platform::record_run_result>::with<platform::run_tracking_info>,
+  caf::replies_to<platform::record_run_skipped>::with<bool>>;
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -12,8 +16,13 @@
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
+#include "storage/cleanup_repository.hpp"
 #include "storage/connection.hpp"
+#include "storage/conversation_repository.hpp"
 #include "storage/node_repository.hpp"
+#include "storage/platform_repository.hpp"
+#include "storage/platform_sql.hpp"
+#include "storage/schedule_repository.hpp"
 #include "storage/schema_repository.hpp"
 #include "storage/task_repository.hpp"
 
@@ -128,6 +137,181 @@ auto in_transaction(worker_ptr self, F&& f)
   });
 }
 
+// -- platform messages (messages/platform.hpp) -----------------------------------
+
+/// What a checked transaction's body returns: a value, or the error that
+/// refuses the request (and rolls the transaction back).
+template <class T>
+struct checked {
+  caf::expected<T> value;
+};
+
+/// Runs `f(tx)`, which returns caf::expected<T>, in a transaction that
+/// commits only when `f` returns a value: a refusal (not_found, conflict,
+/// ...) writes nothing. std::invalid_argument from a repository (a value it
+/// refuses before writing) becomes invalid_argument.
+template <class F>
+auto checked_transaction(worker_ptr self, F&& f)
+  -> caf::result<typename decltype(f(std::declval<pqxx::work&>()))::value_type> {
+  using value_type =
+    typename decltype(f(std::declval<pqxx::work&>()))::value_type;
+  auto outcome = run_guarded<checked<value_type>>(
+    self, [&](pqxx::connection& conn) -> checked<value_type> {
+      pqxx::work tx{conn};
+      try {
+        auto result = f(tx);
+        if (result)
+          tx.commit();
+        return {std::move(result)};
+      } catch (const std::invalid_argument& e) {
+        return {make_error(errc::invalid_argument, e.what())};
+      }
+    });
+  if (!outcome)
+    return std::move(outcome.error());
+  if (!outcome->value)
+    return std::move(outcome->value.error());
+  return std::move(*outcome->value);
+}
+
+std::optional<std::string> optional_id(const std::string& id) {
+  if (id.empty())
+    return std::nullopt;
+  return id;
+}
+
+int64_t us_or_zero(const std::optional<wall_time>& t) {
+  return t ? to_epoch_us(*t) : 0;
+}
+
+platform::conversation_info to_info(const storage::conversation_row& c) {
+  platform::conversation_info result;
+  result.id = c.id;
+  result.project_id = c.project_id.value_or("");
+  result.agent_id = c.agent_id.value_or("");
+  result.user_id = c.user_id.value_or("");
+  result.title = c.title;
+  result.status = c.status;
+  result.created_at_us = to_epoch_us(c.created_at);
+  result.updated_at_us = to_epoch_us(c.updated_at);
+  result.last_message_at_us = us_or_zero(c.last_message_at);
+  return result;
+}
+
+platform::message_info to_info(const storage::message_row& m) {
+  platform::message_info result;
+  result.id = m.id;
+  result.conversation_id = m.conversation_id;
+  result.role = m.role;
+  result.content = m.content;
+  result.token_count = m.token_count.value_or(-1);
+  result.created_at_us = to_epoch_us(m.created_at);
+  return result;
+}
+
+std::vector<platform::message_info>
+to_info(const std::vector<storage::message_row>& rows) {
+  std::vector<platform::message_info> result;
+  result.reserve(rows.size());
+  for (const auto& m : rows)
+    result.push_back(to_info(m));
+  return result;
+}
+
+platform::agent_info to_info(const storage::agent_row& a) {
+  platform::agent_info result;
+  result.id = a.id;
+  result.project_id = a.project_id.value_or("");
+  result.name = a.name;
+  result.system_prompt = a.system_prompt;
+  result.model = a.model;
+  result.created_at_us = to_epoch_us(a.created_at);
+  result.updated_at_us = to_epoch_us(a.updated_at);
+  return result;
+}
+
+platform::scheduled_job_info to_info(const storage::scheduled_job_row& j) {
+  platform::scheduled_job_info result;
+  result.id = j.id;
+  result.team_id = j.team_id.value_or("");
+  result.agent_id = j.agent_id;
+  result.user_id = j.user_id.value_or("");
+  result.name = j.name;
+  result.message = j.message;
+  result.cron_expression = j.cron_expression;
+  result.timezone = j.timezone;
+  result.is_active = j.is_active;
+  result.last_run_at_us = us_or_zero(j.last_run_at);
+  result.next_run_at_us = us_or_zero(j.next_run_at);
+  result.run_count = j.run_count;
+  result.consecutive_failures = j.consecutive_failures;
+  result.last_error = j.last_error.value_or("");
+  result.delivery_config_json = j.delivery_config_json;
+  result.created_at_us = to_epoch_us(j.created_at);
+  result.updated_at_us = to_epoch_us(j.updated_at);
+  return result;
+}
+
+std::vector<storage::new_message>
+to_rows(const std::vector<platform::new_message>& messages) {
+  std::vector<storage::new_message> result;
+  result.reserve(messages.size());
+  for (const auto& m : messages) {
+    storage::new_message row;
+    row.role = m.role;
+    row.content = m.content;
+    if (m.token_count >= 0)
+      row.token_count = m.token_count;
+    else if (m.token_count != -1)
+      throw std::invalid_argument("message token_count must not be negative");
+    result.push_back(std::move(row));
+  }
+  return result;
+}
+
+caf::error no_such(std::string_view field, std::string_view what,
+                   const std::string& id) {
+  return make_error(errc::not_found, std::string{field} + ": no " + std::string{what}
+                                       + " with id " + id);
+}
+
+/// A platform handler of the storage worker: the whole request in one
+/// checked transaction.
+caf::expected<platform::conversation_detail>
+create_conversation_with_messages(pqxx::work& tx,
+                                  const platform::create_conversation& req) {
+  auto messages = to_rows(req.messages);
+  storage::new_conversation c;
+  c.project_id = optional_id(req.project_id);
+  c.agent_id = optional_id(req.agent_id);
+  c.user_id = optional_id(req.user_id);
+  c.title = req.title;
+  if (c.project_id && !storage::get_project(tx, *c.project_id))
+    return no_such("project_id", "project", *c.project_id);
+  if (c.agent_id) {
+    auto agent = storage::get_agent(tx, *c.agent_id);
+    if (!agent)
+      return no_such("agent_id", "agent", *c.agent_id);
+    if (!c.project_id)
+      c.project_id = agent->project_id;
+    else if (agent->project_id && *agent->project_id != *c.project_id)
+      return make_error(errc::invalid_argument,
+                        "agent_id: agent " + agent->id + " belongs to project "
+                          + *agent->project_id + ", not " + *c.project_id);
+  }
+  auto now = from_epoch_us(req.now_us);
+  platform::conversation_detail result;
+  auto row = storage::create_conversation(tx, c, now);
+  if (!messages.empty()) {
+    auto added = storage::add_messages(tx, row.id, messages, now);
+    result.messages = to_info(added.messages);
+    // Adding moved last_message_at and updated_at.
+    row = *storage::get_conversation(tx, row.id);
+  }
+  result.conversation = to_info(row);
+  return result;
+}
+
 storage_actor::behavior_type storage_worker(worker_ptr self,
                                             storage_options options) {
   self->state.options = std::move(options);
@@ -232,6 +416,160 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
     [self](tasks::queue_depths_request& req) {
       return to_result(in_transaction(self, [&](pqxx::work& tx) {
         return storage::queue_depths(tx, from_epoch_us(req.now_us));
+      }));
+    },
+    // -- platform: cleanups --
+    [self](platform::expire_tokens& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::expire_tokens(tx, from_epoch_us(req.now_us), req.limit);
+      }));
+    },
+    [self](platform::close_stale_sessions& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::close_stale_sessions(tx, from_epoch_us(req.now_us),
+                                             req.idle_minutes, req.limit);
+      }));
+    },
+    [self](platform::archive_old_conversations& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::archive_old_conversations(tx, from_epoch_us(req.now_us),
+                                                  req.days, req.limit);
+      }));
+    },
+    [self](platform::archive_expired_memories& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::archive_expired_memories(tx, from_epoch_us(req.now_us),
+                                                 req.limit);
+      }));
+    },
+    // -- platform: conversations --
+    [self](platform::create_conversation& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return create_conversation_with_messages(tx, req);
+      });
+    },
+    [self](platform::get_conversation& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<platform::conversation_detail> {
+          auto found = storage::get_conversation_with_messages(tx, req.id);
+          if (!found)
+            return no_such("conversation_id", "conversation", req.id);
+          return platform::conversation_detail{to_info(found->conversation),
+                                               to_info(found->messages)};
+        });
+    },
+    [self](platform::add_messages& req) {
+      return checked_transaction(
+        self,
+        [&](pqxx::work& tx) -> caf::expected<std::vector<platform::message_info>> {
+          auto added = storage::add_messages(tx, req.conversation_id,
+                                             to_rows(req.messages),
+                                             from_epoch_us(req.now_us));
+          using outcome = storage::add_messages_result::outcome;
+          if (added.result == outcome::not_found)
+            return no_such("conversation_id", "conversation",
+                           req.conversation_id);
+          if (added.result == outcome::closed)
+            return make_error(errc::conflict,
+                              "conversation " + req.conversation_id
+                                + " is closed and takes no more messages");
+          return to_info(added.messages);
+        });
+    },
+    // -- platform: memories --
+    [self](platform::insert_extracted_memories& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<platform::extraction_info> {
+          if (!storage::get_project(tx, req.project_id))
+            return no_such("project_id", "project", req.project_id);
+          std::vector<storage::extracted_fact> facts;
+          facts.reserve(req.facts.size());
+          for (auto& f : req.facts)
+            facts.push_back(storage::extracted_fact{f.type, f.content,
+                                                    f.importance, f.embedding,
+                                                    f.embedding_model});
+          auto result = storage::insert_extracted_memories(
+            tx, req.project_id, optional_id(req.agent_id), req.conversation_id,
+            facts, from_epoch_us(req.now_us));
+          return platform::extraction_info{result.created,
+                                           result.skipped_duplicates,
+                                           std::move(result.ids)};
+        });
+    },
+    [self](platform::request_extraction& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<tasks::task_info> {
+          if (!storage::get_conversation(tx, req.conversation_id))
+            return no_such("conversation_id", "conversation",
+                           req.conversation_id);
+          auto enqueued = storage::enqueue_task(tx, req.task,
+                                                from_epoch_us(req.now_us));
+          return std::move(*storage::get_task(tx, enqueued.id));
+        });
+    },
+    // -- platform: agents --
+    [self](platform::create_agent& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<platform::agent_info> {
+          if (!req.id.empty() && !storage::platform_detail::is_uuid(req.id))
+            return make_error(errc::invalid_argument,
+                              "id: must be a UUID, got '" + req.id + "'");
+          if (!req.id.empty() && storage::get_agent(tx, req.id))
+            return make_error(errc::conflict,
+                              "id: an agent with id " + req.id
+                                + " exists already");
+          if (!req.project_id.empty()
+              && !storage::get_project(tx, req.project_id))
+            return no_such("project_id", "project", req.project_id);
+          storage::new_agent a{req.id, optional_id(req.project_id), req.name,
+                               req.system_prompt, req.model};
+          return to_info(
+            storage::create_agent(tx, a, from_epoch_us(req.now_us)));
+        });
+    },
+    [self](platform::get_agent& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<platform::agent_info> {
+          auto found = storage::get_agent(tx, req.id);
+          if (!found)
+            return no_such("agent_id", "agent", req.id);
+          return to_info(*found);
+        });
+    },
+    // -- platform: scheduled runs --
+    [self](platform::get_scheduled_job& req) {
+      return checked_transaction(
+        self, [&](pqxx::work& tx) -> caf::expected<platform::scheduled_job_info> {
+          auto found = storage::get_scheduled_job(tx, req.id);
+          if (!found)
+            return no_such("job_id", "scheduled job", req.id);
+          return to_info(*found);
+        });
+    },
+    [self](platform::record_run_start& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::record_run_start(tx, req.job_id, req.run_id,
+                                         from_epoch_us(req.now_us));
+      }));
+    },
+    [self](platform::record_run_result& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        auto tracking = storage::record_run_result(
+          tx, req.job_id, req.run_id, req.succeeded, req.error,
+          from_epoch_us(req.now_us), optional_id(req.conversation_id));
+        platform::run_tracking_info result;
+        if (tracking)
+          result = platform::run_tracking_info{
+            true, tracking->run_count, tracking->consecutive_failures,
+            tracking->is_active, tracking->deactivated};
+        return result;
+      }));
+    },
+    [self](platform::record_run_skipped& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::record_run_skipped(tx, req.job_id, req.run_id,
+                                           req.reason,
+                                           from_epoch_us(req.now_us));
       }));
     },
   };
