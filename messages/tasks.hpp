@@ -71,13 +71,15 @@ struct claimed_task {
   /// Changes at every claim; completion and heartbeats must present it.
   std::string lease_token;
   caf::timestamp lease_until;
+  /// When the task became due (its run_at), epoch microseconds.
+  int64_t due_us = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, claimed_task& x) {
   return f(caf::meta::type_name("claimed_task"), x.id, x.name, x.queue,
            x.args_json, x.attempts, x.max_retries, x.soft_time_limit_ms,
-           x.time_limit_ms, x.lease_token, x.lease_until);
+           x.time_limit_ms, x.lease_token, x.lease_until, x.due_us);
 }
 
 /// How a finished attempt ended, reported by the lease holder.
@@ -152,22 +154,30 @@ typename Inspector::result_type inspect(Inspector& f, claim_tasks& x) {
 struct complete_tasks {
   std::vector<task_outcome> outcomes;
   int64_t now_us = 0;
+  /// Optionally claims in the same transaction, after the followups are
+  /// inserted (limit 0 = no claim): a chain's next step is claimed by the
+  /// commit that creates it.
+  claim_tasks claim{{}, {}, 0, 0, 0};
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, complete_tasks& x) {
-  return f(caf::meta::type_name("complete_tasks"), x.outcomes, x.now_us);
+  return f(caf::meta::type_name("complete_tasks"), x.outcomes, x.now_us,
+           x.claim);
 }
 
 /// Which outcomes of a batch were refused because their lease was lost.
 struct completion_result {
   int64_t accepted = 0;
   std::vector<int64_t> refused;
+  /// Tasks claimed by the same transaction (see complete_tasks::claim).
+  std::vector<claimed_task> claimed;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, completion_result& x) {
-  return f(caf::meta::type_name("completion_result"), x.accepted, x.refused);
+  return f(caf::meta::type_name("completion_result"), x.accepted, x.refused,
+           x.claimed);
 }
 
 /// Extends the leases of tasks a worker holds.

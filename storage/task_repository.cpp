@@ -176,11 +176,12 @@ tasks::enqueue_result enqueue_task(pqxx::transaction_base& tx,
   return enqueue_tasks(tx, {req}, now).front();
 }
 
+namespace {
+
 std::vector<tasks::claimed_task>
-claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
-            const std::string& worker, int64_t limit,
-            std::chrono::milliseconds lease, wall_time now) {
-  relax_commit(tx);
+claim_rows(pqxx::transaction_base& tx, const std::string& queue,
+           const std::string& worker, int64_t limit,
+           std::chrono::milliseconds lease, wall_time now) {
   auto rows = tx.exec_params(
     std::string{"WITH picked AS (SELECT id FROM engram.tasks "
                 "  WHERE status = 'queued' AND queue = $1 "
@@ -213,6 +214,7 @@ claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
     t.time_limit_ms = row[9].as<int64_t>();
     t.lease_token = row[10].as<std::string>();
     t.lease_until = caf::timestamp{std::chrono::microseconds{row[11].as<int64_t>()}};
+    t.due_us = row[1].as<int64_t>();
     claimed.emplace_back(row[0].as<int32_t>(), row[1].as<int64_t>(),
                          std::move(t));
   }
@@ -229,6 +231,16 @@ claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
   for (auto& c : claimed)
     result.push_back(std::move(std::get<2>(c)));
   return result;
+}
+
+} // namespace
+
+std::vector<tasks::claimed_task>
+claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
+            const std::string& worker, int64_t limit,
+            std::chrono::milliseconds lease, wall_time now) {
+  relax_commit(tx);
+  return claim_rows(tx, queue, worker, limit, lease, now);
 }
 
 tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
@@ -305,6 +317,17 @@ complete_tasks(pqxx::transaction_base& tx,
   result.accepted = static_cast<int64_t>(accepted.size());
   if (!followups.empty())
     (void) enqueue_tasks(tx, followups, now);
+  return result;
+}
+
+tasks::completion_result
+complete_and_claim(pqxx::transaction_base& tx,
+                   const std::vector<tasks::task_outcome>& outcomes,
+                   const tasks::claim_tasks& claim, wall_time now) {
+  auto result = complete_tasks(tx, outcomes, now);
+  if (claim.limit > 0)
+    result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
+                                std::chrono::milliseconds{claim.lease_ms}, now);
   return result;
 }
 

@@ -62,6 +62,13 @@ renew_leases(pqxx::transaction_base& tx,
 complete_tasks(pqxx::transaction_base& tx,
                const std::vector<tasks::task_outcome>& outcomes, wall_time now);
 
+/// complete_tasks, then (if `claim.limit` > 0) a claim in the same
+/// transaction, which commits synchronously like every completion.
+[[nodiscard]] tasks::completion_result
+complete_and_claim(pqxx::transaction_base& tx,
+                   const std::vector<tasks::task_outcome>& outcomes,
+                   const tasks::claim_tasks& claim, wall_time now);
+
 /// Hands claimed tasks back to the queue, due now, without counting the
 /// attempt (a worker stopping). Returns how many were still the caller's.
 int64_t release_tasks(pqxx::transaction_base& tx,

@@ -291,6 +291,28 @@ int64_t room(const queue_state& st) {
          - static_cast<int64_t>(st.prefetched.size() + st.running.size());
 }
 
+/// Takes the tasks a claim returned (`want` asked for).
+void on_claimed(queue_ptr self, int64_t want, std::vector<claimed_task>& claimed) {
+  auto& st = self->state;
+  st.claim_in_flight = false;
+  if (static_cast<int64_t>(claimed.size()) == want)
+    st.more_due = true;
+  if (st.claim_latency != nullptr) {
+    auto now = now_of(st);
+    for (const auto& t : claimed)
+      st.claim_latency->observe(
+        std::max(0.0, static_cast<double>(to_epoch_us(now) - t.due_us) / 1e6));
+  }
+  for (auto& t : claimed)
+    st.prefetched.push_back(std::move(t));
+  if (st.draining) {
+    maybe_finish_drain(self);
+    return;
+  }
+  dispatch(self);
+  maybe_claim(self);
+}
+
 void maybe_claim(queue_ptr self) {
   auto& st = self->state;
   if (st.draining || st.claim_in_flight)
@@ -301,7 +323,6 @@ void maybe_claim(queue_ptr self) {
   auto now = now_of(st);
   if (!st.more_due && now < st.next_poll)
     return;
-  logger()->debug("queue '{}' claims up to {}", st.options.queue, want);
   st.claim_in_flight = true;
   st.more_due = false;
   st.next_poll = now + st.options.poll_interval;
@@ -310,28 +331,7 @@ void maybe_claim(queue_ptr self) {
   self->request(st.storage.claimer, 30s, std::move(req))
     .then(
       [self, want](std::vector<claimed_task>& claimed) {
-        auto& st = self->state;
-        st.claim_in_flight = false;
-        logger()->debug("queue '{}' claimed {}", st.options.queue,
-                        claimed.size());
-        if (static_cast<int64_t>(claimed.size()) == want)
-          st.more_due = true;
-        if (st.claim_latency != nullptr) {
-          auto now = now_of(st);
-          for (const auto& t : claimed)
-            st.claim_latency->observe(
-              std::chrono::duration<double>(now - (t.lease_until
-                                                   - st.options.lease))
-                .count());
-        }
-        for (auto& t : claimed)
-          st.prefetched.push_back(std::move(t));
-        if (st.draining) {
-          maybe_finish_drain(self);
-          return;
-        }
-        dispatch(self);
-        maybe_claim(self);
+        on_claimed(self, want, claimed);
       },
       [self](caf::error& err) {
         auto& st = self->state;
@@ -356,24 +356,28 @@ void flush_acks(queue_ptr self) {
                std::make_move_iterator(st.unacked.begin() + static_cast<long>(n)));
   st.unacked.erase(st.unacked.begin(), st.unacked.begin() + static_cast<long>(n));
   st.ack_in_flight = true;
-  // A followup for this queue is due once the batch commits: claim it then,
-  // without waiting for the notification's round trip.
-  bool own_followups = std::any_of(batch.begin(), batch.end(), [&](auto& o) {
-    return std::any_of(o.followups.begin(), o.followups.end(), [&](auto& f) {
-      return f.queue == st.options.queue && f.delay_ms == 0 && f.run_at_us == 0;
-    });
-  });
+  // Claim in the same transaction when there is room and no claim runs: a
+  // chain's next step (a followup of this batch) is claimed by the commit
+  // that creates it, and under load every batch commit also refills.
+  tasks::complete_tasks req{{}, to_epoch_us(now), {}};
+  auto want = std::min(room(st), st.options.max_claim_batch);
+  bool claims = !st.draining && !st.claim_in_flight && want > 0;
+  if (claims) {
+    st.claim_in_flight = true;
+    st.more_due = false;
+    st.next_poll = now + st.options.poll_interval;
+    req.claim = tasks::claim_tasks{st.options.queue, st.worker, want,
+                                   st.options.lease.count(), to_epoch_us(now)};
+  }
   auto keep = std::make_shared<std::vector<task_outcome>>(batch);
-  self->request(st.storage.acker, 60s,
-                tasks::complete_tasks{std::move(batch), to_epoch_us(now)})
+  req.outcomes = std::move(batch);
+  self->request(st.storage.acker, 60s, std::move(req))
     .then(
-      [self, own_followups](tasks::completion_result& result) {
+      [self, claims, want](tasks::completion_result& result) {
         auto& st = self->state;
         st.ack_in_flight = false;
-        if (own_followups) {
-          st.more_due = true;
-          maybe_claim(self);
-        }
+        if (claims)
+          on_claimed(self, want, result.claimed);
         st.counters.refused += static_cast<int64_t>(result.refused.size());
         for (auto id : result.refused) {
           if (st.refused != nullptr)
@@ -385,9 +389,11 @@ void flush_acks(queue_ptr self) {
         flush_acks(self);
         maybe_finish_drain(self);
       },
-      [self, keep](caf::error& err) {
+      [self, keep, claims](caf::error& err) {
         auto& st = self->state;
         st.ack_in_flight = false;
+        if (claims)
+          st.claim_in_flight = false;
         logger()->warn("recording {} task outcomes failed: {}; retrying",
                        keep->size(), describe(err));
         // Keep them (first) and try again shortly; leases that expire in the
@@ -607,7 +613,7 @@ task_queue(queue_ptr self, task_queue_options options,
   if (metrics != nullptr) {
     st.claim_latency = &metrics->get_histogram(
       "engram_task_claim_latency_seconds",
-      "Time from a task being due (or enqueued) to its claim, by queue.",
+      "Time from a task being due (its run_at) to its claim, by queue.",
       {{"queue", st.options.queue}});
     st.refused = &metrics->get_counter(
       "engram_task_completions_refused_total",
@@ -633,7 +639,6 @@ task_queue(queue_ptr self, task_queue_options options,
   self->send(self, atom::tick_v);
   return {
     [self](tasks::wake) {
-      logger()->debug("queue '{}' woken", self->state.options.queue);
       self->state.more_due = true;
       maybe_claim(self);
     },
