@@ -172,6 +172,11 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(llm, api_key_env, text()),
   ENGRAM_OPTION(llm, timeout, duration(1, max_duration_ms)),
   ENGRAM_OPTION(llm, max_attempts, integer(1, 20)),
+  ENGRAM_OPTION(statsd, enabled, flag()),
+  ENGRAM_OPTION(statsd, host, text()),
+  ENGRAM_OPTION(statsd, port, integer(1, 65535)),
+  ENGRAM_OPTION(statsd, prefix, text()),
+  ENGRAM_OPTION(statsd, interval, duration(100, max_duration_ms)),
 });
 
 #undef ENGRAM_OPTION

@@ -158,6 +158,19 @@ struct config {
     bool operator==(const llm_section&) const = default;
   } llm;
 
+  struct statsd_section {
+    /// Also send the metrics to a StatsD server over UDP.
+    bool enabled = false;
+    std::string host = "127.0.0.1";
+    int port = 8125;
+    /// Prepended to every metric name.
+    std::string prefix = "engram";
+    /// How often counters (as increases) and gauges are sent.
+    std::chrono::milliseconds interval{10000};
+
+    bool operator==(const statsd_section&) const = default;
+  } statsd;
+
   /// Field-wise comparison (tests compare a loaded file with the defaults).
   bool operator==(const config&) const = default;
 };

@@ -40,6 +40,7 @@
 #include "runtime/io_threads.hpp"
 #include "runtime/llm_provider.hpp"
 #include "runtime/outbound_http.hpp"
+#include "runtime/statsd.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
@@ -238,6 +239,21 @@ int serve(const config& cfg) {
 
   metrics::registry registry;
   register_process_metrics(registry);
+  std::unique_ptr<statsd_emitter> statsd;
+  if (cfg.statsd.enabled) {
+    auto made = statsd_emitter::make(
+      registry, {cfg.statsd.host, static_cast<uint16_t>(cfg.statsd.port),
+                 cfg.statsd.prefix, cfg.statsd.interval});
+    if (!made) {
+      logger()->critical("cannot set up StatsD: {}", describe(made.error()));
+      return exit_failure;
+    }
+    statsd = std::move(*made);
+    statsd->start();
+    logger()->info("sending metrics to StatsD at {}:{} every {} ms",
+                   cfg.statsd.host, cfg.statsd.port,
+                   cfg.statsd.interval.count());
+  }
 
   // Everything the actors refer to is declared before the actor system, so
   // it outlives every actor (the system's destructor waits for them).

@@ -334,6 +334,42 @@ void registry::add_callback_gauge(std::string_view name, std::string_view help,
   s.fn = std::move(fn);
 }
 
+std::vector<registry::sample> registry::collect() const {
+  struct view {
+    std::string name;
+    kind type;
+    const impl::series* s;
+    std::function<double()> fn;
+  };
+  std::vector<view> views;
+  {
+    std::lock_guard guard{impl_->mtx};
+    for (const auto& [name, fam] : impl_->families)
+      for (const auto& s : fam.all)
+        views.push_back({name, fam.type, s.get(), s->fn});
+  }
+  std::vector<sample> result;
+  for (const auto& v : views) {
+    switch (v.type) {
+      case kind::counter:
+        result.push_back({v.name, v.s->ls, true, v.s->c->value()});
+        break;
+      case kind::gauge:
+        result.push_back(
+          {v.name, v.s->ls, false, v.fn ? call_gauge(v.fn) : v.s->g->value()});
+        break;
+      case kind::histogram: {
+        auto snap = v.s->h->read();
+        result.push_back({v.name + "_count", v.s->ls, true,
+                          static_cast<double>(snap.count)});
+        result.push_back({v.name + "_sum", v.s->ls, true, snap.sum});
+        break;
+      }
+    }
+  }
+  return result;
+}
+
 std::string registry::render() const {
   struct series_view {
     const impl::series* s;

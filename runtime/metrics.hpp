@@ -99,6 +99,18 @@ public:
   void add_callback_gauge(std::string_view name, std::string_view help,
                           labels ls, std::function<double()> fn);
 
+  /// One value of the registry, for emitters other than /metrics.
+  struct sample {
+    std::string name;
+    labels ls;
+    /// Counters (and a histogram's _count and _sum) only grow.
+    bool cumulative = false;
+    double value = 0;
+  };
+
+  /// Every counter and gauge, and each histogram's _count and _sum.
+  [[nodiscard]] std::vector<sample> collect() const;
+
   /// Renders all families, sorted by name, with HELP and TYPE lines; series
   /// of a family in registration order.
   [[nodiscard]] std::string render() const;
