@@ -348,8 +348,8 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
     },
     [self](tasks::complete_tasks& req) {
       return to_result(in_transaction(self, [&](pqxx::work& tx) {
-        return storage::complete_tasks(tx, req.outcomes,
-                                       from_epoch_us(req.now_us));
+        return storage::complete_and_claim(tx, req.outcomes, req.claim,
+                                           from_epoch_us(req.now_us));
       }));
     },
     [self](tasks::renew_leases& req) {
