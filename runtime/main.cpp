@@ -23,11 +23,13 @@
 
 #include "actors/node/node.hpp"
 #include "actors/tasks/builtin_tasks.hpp"
+#include "actors/tasks/platform_tasks.hpp"
 #include "actors/tasks/task_system.hpp"
 #include "actors/scheduler/cron_command.hpp"
 #include "actors/supervisor/supervisor.hpp"
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
+#include "http/conversation_routes.hpp"
 #include "http/readiness_probe.hpp"
 #include "http/router.hpp"
 #include "http/task_routes.hpp"
@@ -300,6 +302,7 @@ int serve(const config& cfg) {
   // The task names this node runs; filled once, read by every worker.
   tasks::task_registry task_names;
   tasks::register_builtin_tasks(task_names);
+  tasks::register_platform_tasks(task_names);
   tasks::task_services task_services;
   task_services.request_timeout = cfg.database.statement_timeout
                                   + cfg.database.connect_timeout;
@@ -410,6 +413,13 @@ int serve(const config& cfg) {
   task_deps.registry = &task_names;
   task_deps.timeout = cfg.http.request_timeout;
   http::add_task_routes(router, task_deps);
+  http::conversation_route_deps conversation_deps;
+  conversation_deps.sys = &sys;
+  conversation_deps.registry = &task_names;
+  conversation_deps.services = &task_services;
+  conversation_deps.background_enabled = cfg.background.enabled;
+  conversation_deps.timeout = cfg.http.request_timeout;
+  http::add_conversation_routes(router, conversation_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);
