@@ -451,13 +451,17 @@ typename Inspector::result_type inspect(Inspector& f, load_active_jobs&) {
   return f(caf::meta::type_name("load_active_jobs"));
 }
 
-/// Sets an active job's next_run_at if its expression and zone are still
-/// the given ones and it has none yet (0: leave NULL). Leader only; false
-/// when the job changed.
+/// Sets an active job's next_run_at to `next_us` (0: NULL) if its
+/// expression and zone are still the given ones and its next_run_at is
+/// still `expected_next_us` (0: NULL): a job that has none, or whose
+/// next_run_at is not a slot of its expression (another writer changed the
+/// expression), gets the first slot after now. Leader only; false when the
+/// job changed.
 struct set_job_next {
   std::string job_id;
   std::string cron_expression;
   std::string timezone;
+  int64_t expected_next_us = 0;
   int64_t next_us = 0;
   int64_t now_us = 0;
 };
@@ -465,7 +469,7 @@ struct set_job_next {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, set_job_next& x) {
   return f(caf::meta::type_name("set_job_next"), x.job_id, x.cron_expression,
-           x.timezone, x.next_us, x.now_us);
+           x.timezone, x.expected_next_us, x.next_us, x.now_us);
 }
 
 /// Fires a dynamic job in one transaction, if it is still active with this

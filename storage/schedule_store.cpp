@@ -350,9 +350,11 @@ schedule_store_actor::behavior_type store(self_ptr self,
           "UPDATE engram.scheduled_jobs SET next_run_at = engram.from_us($4), "
           "  updated_at = engram.from_us($5) "
           "WHERE id = $1::uuid AND is_active AND cron_expression = $2 "
-          "AND timezone = $3 AND next_run_at IS NULL",
+          "AND timezone = $3 "
+          "AND next_run_at IS NOT DISTINCT FROM engram.from_us($6)",
           req.job_id, req.cron_expression, req.timezone,
-          us_or_null(req.next_us), req.now_us);
+          us_or_null(req.next_us), req.now_us,
+          us_or_null(req.expected_next_us));
         tx.commit();
         return result.affected_rows() == 1;
       });

@@ -26,6 +26,10 @@ std::optional<sys_seconds> next_slot(const timing& t, sys_seconds after) {
   return cron::next(t.schedule, t.zone, after);
 }
 
+bool is_slot(const timing& t, sys_seconds at) {
+  return next_slot(t, at - 1s) == at;
+}
+
 sys_seconds to_seconds(wall_time t) {
   return std::chrono::floor<std::chrono::seconds>(t);
 }

@@ -36,6 +36,10 @@ struct timing {
 [[nodiscard]] std::optional<sys_seconds> next_slot(const timing& t,
                                                    sys_seconds after);
 
+/// Whether `t` is a slot of the expression (the first slot after the
+/// second before it).
+[[nodiscard]] bool is_slot(const timing& t, sys_seconds at);
+
 /// `t` truncated to whole seconds (slots are whole minutes, so a slot is due
 /// at `t` iff it is <= to_seconds(t)).
 [[nodiscard]] sys_seconds to_seconds(wall_time t);

@@ -50,7 +50,8 @@ struct job_plan {
   job_info job;
   sched::timing timing;
   std::optional<sys_seconds> next;
-  /// Its next_run_at is NULL: the leader computes one.
+  /// Its next_run_at is NULL, or not a slot of its expression: the leader
+  /// sets the first slot after now.
   bool needs_next = false;
   steady::time_point retry_after{};
 };
@@ -303,7 +304,15 @@ void load_jobs(self_ptr self) {
         job_plan p;
         p.timing = std::get<sched::timing>(std::move(compiled));
         p.next = sched::slot_of_us(job.next_run_at_us);
-        p.needs_next = job.next_run_at_us == 0;
+        p.needs_next = !p.next || !sched::is_slot(p.timing, *p.next);
+        if (p.needs_next) {
+          if (p.next)
+            logger()->info("scheduled job {}: next_run_at {} is no slot of "
+                           "\"{}\" in {}; rescheduling from now",
+                           job.id, sched::utc_text(*p.next),
+                           job.cron_expression, job.timezone);
+          p.next.reset();
+        }
         if (auto old = st.jobs.find(job.id); old != st.jobs.end())
           p.retry_after = old->second.retry_after;
         p.job = std::move(job);
@@ -322,7 +331,8 @@ void init_job_next(self_ptr self, job_plan& p) {
   auto next = sched::next_slot(p.timing, now_seconds(st));
   if (!next)
     return;
-  set_job_next req{p.job.id, p.job.cron_expression, p.job.timezone,
+  set_job_next req{p.job.id,           p.job.cron_expression,
+                   p.job.timezone,      p.job.next_run_at_us,
                    sched::slot_us(next), now_us(st)};
   auto id = p.job.id;
   ask_store<bool>(self, std::move(req), "scheduling a job",
@@ -331,9 +341,10 @@ void init_job_next(self_ptr self, job_plan& p) {
               auto i = st.jobs.find(id);
               if (i == st.jobs.end())
                 return;
-              if (updated)
+              if (updated) {
                 i->second.next = next;
-              else
+                i->second.job.next_run_at_us = sched::slot_us(next);
+              } else
                 st.jobs_dirty = true;
             });
 }
@@ -418,6 +429,8 @@ std::optional<sys_seconds> earliest_due(const scheduler_state& st) {
 void step(self_ptr self) {
   auto& st = self->state;
   if (st.busy)
+    return;
+  if (!st.options.lead)
     return;
   auto steady_now = steady::now();
   if (steady_now >= st.next_lead_check) {
@@ -600,6 +613,8 @@ scheduler_actor::behavior_type scheduler(self_ptr self,
       "engram_scheduler_leader",
       "1 while this node holds the scheduler lock and fires schedules.");
     st.leader_gauge->set(0);
+    // A stopped scheduler leads no more (its session ended with it).
+    self->attach_functor([gauge = st.leader_gauge] { gauge->set(0); });
   }
   auto& sys = self->system();
   st.store = st.options.spawn_store(sys);
@@ -615,8 +630,12 @@ scheduler_actor::behavior_type scheduler(self_ptr self,
   }
   size_t enabled = std::count_if(st.entries.begin(), st.entries.end(),
                                  [](const auto& e) { return e.active(); });
-  logger()->info("scheduler started with {} of {} static entries enabled",
-                 enabled, st.entries.size());
+  if (st.options.lead)
+    logger()->info("scheduler started with {} of {} static entries enabled",
+                   enabled, st.entries.size());
+  else
+    logger()->info("scheduler started without competing for leadership: "
+                   "this node fires no schedules");
   self->send(self, atom::tick_v);
   return {
     [self](atom::tick) { tick(self); },

@@ -48,6 +48,9 @@ struct scheduler_options {
   /// and never fire (validate them with sched::validate_static_entries
   /// when loading the configuration).
   std::vector<sched::static_entry> entries = sched::default_static_entries();
+  /// Whether this node competes for leadership and fires. False: it never
+  /// takes the lock and only serves schedule CRUD.
+  bool lead = true;
   /// Where "now" comes from; must outlive the actor.
   const clock* time = &real_clock();
   /// Longest real-time wait between two looks at the clock.

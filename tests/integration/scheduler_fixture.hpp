@@ -21,6 +21,7 @@
 #include "actors/scheduler/scheduler.hpp"
 #include "messages/errc.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
 #include "storage/platform_repository.hpp"
@@ -160,6 +161,8 @@ protected:
   std::unique_ptr<pqxx::connection> conn;
   manual_clock clock{at("2024-03-10T11:50:00Z")};
   caf::error last_error;
+  /// For schedulers that report metrics; outlives every actor.
+  metrics::registry registry;
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
   std::vector<scheduler_actor> schedulers;

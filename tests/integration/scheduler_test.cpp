@@ -7,7 +7,6 @@
 
 #include <boost/json.hpp>
 
-#include "runtime/metrics.hpp"
 #include "storage/schedule_repository.hpp"
 #include "tests/integration/scheduler_fixture.hpp"
 
@@ -45,8 +44,7 @@ protected:
               0);
   }
 
-  double counter(metrics::registry& registry, const std::string& name,
-                 const std::string& entry) {
+  double counter(const std::string& name, const std::string& entry) {
     return registry.get_counter(name, "", {{"entry", entry}}).value();
   }
 
@@ -92,6 +90,30 @@ TEST_F(scheduler_test, two_schedulers_fire_each_slot_exactly_once) {
   EXPECT_EQ(query("SELECT fire_count FROM engram.schedule_state "
                   "WHERE entry = 'cleanup.close_stale_sessions'"),
             "8");
+}
+
+TEST_F(scheduler_test, a_node_that_does_not_lead_serves_crud_but_never_fires) {
+  auto opts = options(sched::default_static_entries());
+  opts.lead = false;
+  auto s = start(opts);
+  auto agent = make_agent();
+  schedules::create_job req;
+  req.spec.agent_id = agent;
+  req.spec.name = "n";
+  req.spec.message = "m";
+  req.spec.cron_expression = "*/5 * * * *";
+  ASSERT_TRUE(ask<schedules::job_info>(s, req)) << describe(last_error);
+  clock.set(at("2024-03-10T13:00:00Z"));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(status(s).leader);
+  EXPECT_EQ(task_count(), 0);
+  // The lock stays free for a node that leads.
+  auto leader = start(options(sched::default_static_entries()));
+  ASSERT_TRUE(ready(leader));
+  // The job's missed slots fire once; the static entries, never scheduled
+  // before, start from now.
+  ASSERT_TRUE(tasks_reach(1)) << task_count();
+  EXPECT_EQ(count("SELECT count(*) FROM engram.scheduled_job_runs"), 1);
 }
 
 TEST_F(scheduler_test, a_standby_takes_over_when_the_leader_stops) {
@@ -144,7 +166,6 @@ TEST_F(scheduler_test, missed_slots_after_a_downtime_coalesce_into_one_run_per_e
   stop(a);
   // Down for 26 hours: every entry missed one or more slots.
   clock.set(at("2024-03-11T03:50:00Z"));
-  metrics::registry registry;
   auto opts = options(sched::default_static_entries());
   opts.metrics = &registry;
   auto c = start(opts);
@@ -162,16 +183,16 @@ TEST_F(scheduler_test, missed_slots_after_a_downtime_coalesce_into_one_run_per_e
             1);
   EXPECT_EQ(fired("memory.decay_and_expire", "2024-03-10T05:00:00Z"), 1);
   // Entries that missed more than one slot count a misfire.
-  EXPECT_EQ(counter(registry, "engram_schedule_misfires_total",
+  EXPECT_EQ(counter("engram_schedule_misfires_total",
                     "cleanup.expire_tokens"),
             1);
-  EXPECT_EQ(counter(registry, "engram_schedule_misfires_total",
+  EXPECT_EQ(counter("engram_schedule_misfires_total",
                     "memory.consolidate"),
             1);
-  EXPECT_EQ(counter(registry, "engram_schedule_misfires_total",
+  EXPECT_EQ(counter("engram_schedule_misfires_total",
                     "memory.decay_and_expire"),
             0);
-  EXPECT_EQ(counter(registry, "engram_schedule_fires_total",
+  EXPECT_EQ(counter("engram_schedule_fires_total",
                     "memory.decay_and_expire"),
             1);
   EXPECT_EQ(registry.get_gauge("engram_scheduler_leader", "").value(), 1);
@@ -415,4 +436,55 @@ TEST_F(scheduler_test, run_now_enqueues_a_manual_run_once_at_a_time) {
   EXPECT_FALSE(ask<schedules::manual_run>(
     s, schedules::run_job_now{"0e4b8a5c-4f1e-4b7a-9a57-3f3d6f1c2b10"}));
   EXPECT_EQ(code_of(last_error), errc::not_found);
+}
+
+TEST_F(scheduler_test, a_job_down_for_an_hour_fires_once_for_its_latest_slot) {
+  auto agent = make_agent();
+  clock.set(at("2024-03-10T12:01:00Z"));
+  auto a = start(options());
+  schedules::create_job req;
+  req.spec.agent_id = agent;
+  req.spec.name = "often";
+  req.spec.message = "m";
+  req.spec.cron_expression = "*/5 * * * *";
+  auto job = ask<schedules::job_info>(a, req);
+  ASSERT_TRUE(job) << describe(last_error);
+  stop(a);
+  clock.set(at("2024-03-10T13:02:00Z"));
+  auto opts = options();
+  opts.metrics = &registry;
+  auto b = start(opts);
+  auto where = " FROM engram.scheduled_job_runs WHERE job_id = '" + job->id
+               + "'";
+  ASSERT_TRUE(wait_for("SELECT count(*)" + where, "1"));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(count("SELECT count(*)" + where), 1);
+  EXPECT_EQ(query("SELECT fire_time = '2024-03-10T13:00:00Z'" + where), "t");
+  EXPECT_EQ(counter("engram_schedule_misfires_total", "scheduled_jobs"), 1);
+  EXPECT_EQ(counter("engram_schedule_fires_total", "scheduled_jobs"), 1);
+  ASSERT_TRUE(wait_for("SELECT next_run_at = '2024-03-10T13:05:00Z' FROM "
+                       "engram.scheduled_jobs WHERE id = '" + job->id + "'",
+                       "t"));
+}
+
+TEST_F(scheduler_test, a_next_run_that_is_no_slot_of_the_expression_is_rescheduled) {
+  auto agent = make_agent();
+  auto s = start(options());
+  ASSERT_TRUE(ready(s));
+  // Another writer changed the expression and left next_run_at as it was.
+  pqxx::work tx{*conn};
+  storage::new_scheduled_job j;
+  j.agent_id = agent;
+  j.name = "j";
+  j.message = "m";
+  j.cron_expression = "0 18 * * *";
+  j.next_run_at = at("2024-03-10T11:53:00Z");
+  auto id = storage::create_scheduled_job(tx, j, clock.now()).value().id;
+  tx.commit();
+  ASSERT_TRUE(wait_for("SELECT next_run_at = '2024-03-10T18:00:00Z' FROM "
+                       "engram.scheduled_jobs WHERE id = '" + id + "'",
+                       "t"));
+  clock.set(at("2024-03-10T12:00:00Z"));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(count("SELECT count(*) FROM engram.scheduled_job_runs"), 0);
 }
