@@ -299,7 +299,8 @@ void add_schedule_routes(router& r, schedule_route_deps deps) {
   r.add(verb::post, "/api/schedules/{id}/run",
         [shared](request_context& ctx, responder respond) {
           ask_scheduler<schedules::manual_run>(
-            *shared, schedules::run_job_now{ctx.params.at("id")}, status::accepted,
+            *shared, schedules::run_job_now{ctx.params.at("id")},
+            status::accepted,
             [](schedules::manual_run& run) {
               json::object body;
               body["task"] = task_json(run.task);

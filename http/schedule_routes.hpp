@@ -44,6 +44,7 @@ void add_schedule_routes(router& r, schedule_route_deps deps);
 [[nodiscard]] boost::json::object schedule_json(const schedules::job_info& j);
 
 /// A run of a schedule as the API shows it.
-[[nodiscard]] boost::json::object schedule_run_json(const schedules::run_info& r);
+[[nodiscard]] boost::json::object
+schedule_run_json(const schedules::run_info& r);
 
 } // namespace engram::http

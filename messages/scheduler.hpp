@@ -23,7 +23,7 @@
 
 namespace engram::schedules {
 
-// -- jobs and runs as the API sees them -------------------------------------------
+// -- jobs and runs as the API sees them ---------------------------------------
 
 /// A dynamic schedule: a row of engram.scheduled_jobs.
 struct job_info {
@@ -85,7 +85,7 @@ typename Inspector::result_type inspect(Inspector& f, run_info& x) {
            x.started_at_us, x.finished_at_us, x.created_at_us);
 }
 
-// -- schedule CRUD (HTTP → scheduler) ---------------------------------------------
+// -- schedule CRUD (HTTP → scheduler) -----------------------------------------
 
 /// What a client gives to create a job. The scheduler validates it (cron
 /// expression, zone, delivery config, sizes) and computes next_run_at.
@@ -260,7 +260,7 @@ typename Inspector::result_type inspect(Inspector& f, run_page& x) {
   return f(caf::meta::type_name("run_page"), x.runs, x.next_before_run_id);
 }
 
-// -- the scheduler's own state ---------------------------------------------------
+// -- the scheduler's own state ------------------------------------------------
 
 /// The schedule changed in the database (NOTIFY engram_schedules, or the
 /// listener reconnected): reload the dynamic jobs.
@@ -320,7 +320,7 @@ typename Inspector::result_type inspect(Inspector& f, scheduler_status& x) {
            x.entries, x.jobs, x.invalid_jobs, x.fires, x.misfires);
 }
 
-// -- the schedule store (scheduler → store) -----------------------------------------
+// -- the schedule store (scheduler → store) -----------------------------------
 
 /// Takes or confirms leadership: the store tries the advisory lock unless
 /// its session already holds it (a reconnect loses it).

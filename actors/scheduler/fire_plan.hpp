@@ -83,7 +83,7 @@ struct fire_plan {
 /// "schedule:job:<id>@manual" (one queued or running at a time).
 [[nodiscard]] std::string manual_key(std::string_view id);
 
-// -- static entries (the beat schedule) ----------------------------------------------
+// -- static entries (the beat schedule) ---------------------------------------
 
 /// One static entry: a task enqueued on a cron schedule.
 struct static_entry {

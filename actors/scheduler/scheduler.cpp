@@ -162,7 +162,7 @@ void ask_store(self_ptr self, Request req, const char* what, OnReply on_reply,
       });
 }
 
-// -- leadership -------------------------------------------------------------------
+// -- leadership ---------------------------------------------------------------
 
 void check_lead(self_ptr self) {
   auto& st = self->state;
@@ -171,50 +171,54 @@ void check_lead(self_ptr self) {
             [self](leadership& l) { set_leader(self, l.leader); });
 }
 
-// -- static entries -------------------------------------------------------------------
+// -- static entries -----------------------------------------------------------
+
+/// Starts every entry from its stored state (see sched::start_static) and
+/// writes back what changed: new or re-timed entries, and disabled ones
+/// that were scheduled.
+void on_static_states(self_ptr self, std::vector<static_state>& rows) {
+  auto& st = self->state;
+  if (!st.leader)
+    return;
+  auto now = now_seconds(st);
+  save_static_states save;
+  save.now_us = now_us(st);
+  for (auto& e : st.entries) {
+    std::optional<static_state> stored;
+    for (auto& row : rows)
+      if (row.entry == e.def.name)
+        stored = row;
+    if (stored && stored->last_fire_us != 0)
+      e.last_fire = sched::slot_of_us(stored->last_fire_us);
+    if (!e.active()) {
+      // Not scheduled while disabled: re-enabling starts afresh.
+      e.next.reset();
+      if (stored && stored->next_fire_us != 0)
+        save.states.push_back({e.def.name, e.def.cron, e.def.timezone, 0, 0});
+      continue;
+    }
+    auto start = sched::start_static(*e.timing, e.def, stored, now);
+    e.next = start.next;
+    if (start.save)
+      save.states.push_back({e.def.name, e.def.cron, e.def.timezone, 0,
+                             sched::slot_us(start.next)});
+  }
+  if (save.states.empty()) {
+    st.static_loaded = true;
+    return;
+  }
+  ask_store<bool>(self, std::move(save), "saving the static schedule state",
+                  [self](bool) { self->state.static_loaded = true; });
+}
 
 void load_static(self_ptr self) {
   auto& st = self->state;
   load_static_states req;
   for (const auto& e : st.entries)
     req.entries.push_back(e.def.name);
-  ask_store<std::vector<static_state>>(self, std::move(req), "loading the static schedule state",
-            [self](std::vector<static_state>& rows) {
-              auto& st = self->state;
-              if (!st.leader)
-                return;
-              auto now = now_seconds(st);
-              save_static_states save;
-              save.now_us = now_us(st);
-              for (auto& e : st.entries) {
-                std::optional<static_state> stored;
-                for (auto& row : rows)
-                  if (row.entry == e.def.name)
-                    stored = row;
-                if (stored && stored->last_fire_us != 0)
-                  e.last_fire = sched::slot_of_us(stored->last_fire_us);
-                if (!e.active()) {
-                  // Not scheduled while disabled: re-enabling starts afresh.
-                  e.next.reset();
-                  if (stored && stored->next_fire_us != 0)
-                    save.states.push_back(
-                      {e.def.name, e.def.cron, e.def.timezone, 0, 0});
-                  continue;
-                }
-                auto start = sched::start_static(*e.timing, e.def, stored, now);
-                e.next = start.next;
-                if (start.save)
-                  save.states.push_back({e.def.name, e.def.cron,
-                                         e.def.timezone, 0,
-                                         sched::slot_us(start.next)});
-              }
-              if (save.states.empty()) {
-                st.static_loaded = true;
-                return;
-              }
-              ask_store<bool>(self, std::move(save), "saving the static schedule state",
-                        [self](bool) { self->state.static_loaded = true; });
-            });
+  ask_store<std::vector<static_state>>(
+    self, std::move(req), "loading the static schedule state",
+    [self](std::vector<static_state>& rows) { on_static_states(self, rows); });
 }
 
 void fire_entry(self_ptr self, size_t index, sys_seconds now) {
@@ -277,7 +281,7 @@ void fire_entry(self_ptr self, size_t index, sys_seconds now) {
     });
 }
 
-// -- dynamic jobs -------------------------------------------------------------------
+// -- dynamic jobs -------------------------------------------------------------
 
 void load_jobs(self_ptr self) {
   auto& st = self->state;
@@ -406,14 +410,15 @@ void fire_job_now(self_ptr self, job_plan& p, sys_seconds now) {
     });
 }
 
-// -- the loop ---------------------------------------------------------------------
+// -- the loop -----------------------------------------------------------------
 
-/// The earliest slot the leader will fire, if it knows one.
-std::optional<sys_seconds> earliest_due(const scheduler_state& st) {
-  std::optional<sys_seconds> result;
+/// The earliest slot after `now` the leader knows of.
+std::optional<wall_time> next_future_slot(const scheduler_state& st,
+                                          wall_time now) {
+  std::optional<wall_time> result;
   auto consider = [&](const std::optional<sys_seconds>& t) {
-    if (t && (!result || *t < *result))
-      result = t;
+    if (t && wall_time{*t} > now && (!result || wall_time{*t} < *result))
+      result = wall_time{*t};
   };
   for (const auto& e : st.entries)
     if (e.active())
@@ -484,19 +489,19 @@ void step(self_ptr self) {
 void tick(self_ptr self) {
   auto& st = self->state;
   step(self);
+  // Wake up for the next slot if it comes before the next regular look
+  // (what is due already was started by step, or waits for a reply).
   auto delay = st.options.tick_interval;
   if (st.leader) {
-    if (auto due = earliest_due(st)) {
-      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
-        wall_time{*due} - st.options.time->now());
-      delay = std::clamp(until + std::chrono::milliseconds{1},
-                         std::chrono::milliseconds{1}, delay);
-    }
+    auto now = st.options.time->now();
+    if (auto due = next_future_slot(st, now))
+      delay = std::min(delay, std::chrono::ceil<std::chrono::milliseconds>(
+                                *due - now));
   }
   self->delayed_send(self, delay, atom::tick_v);
 }
 
-// -- CRUD -------------------------------------------------------------------------
+// -- CRUD ---------------------------------------------------------------------
 
 template <class Reply, class Request>
 caf::typed_response_promise<Reply> forward(self_ptr self, Request req) {
