@@ -141,6 +141,29 @@ struct config {
     bool operator==(const tasks_section&) const = default;
   } tasks;
 
+  struct scheduler_section {
+    /// This node competes for the scheduler lock and fires schedules (the
+    /// schedule API is served either way).
+    bool enabled = true;
+    /// Longest wait between two looks at the clock.
+    std::chrono::milliseconds tick_interval{1000};
+    /// How often a standby tries the lock and the leader confirms it.
+    std::chrono::milliseconds lock_retry{5000};
+    /// How often the leader reloads dynamic schedules besides NOTIFY.
+    std::chrono::milliseconds reload_interval{60000};
+    /// Time zone of the static entries below.
+    std::string timezone = "UTC";
+    /// The static entries (DESIGN §5): a cron expression, or "off".
+    std::string expire_tokens = "0 * * * *";
+    std::string close_stale_sessions = "*/15 * * * *";
+    std::string archive_old_conversations = "0 3 * * *";
+    std::string archive_expired_memories = "0 4 * * *";
+    std::string consolidate = "0 2 * * *";
+    std::string decay_and_expire = "0 5 * * *";
+
+    bool operator==(const scheduler_section&) const = default;
+  } scheduler;
+
   struct llm_section {
     /// "extractive" (built in, offline, deterministic) or "openai" (any
     /// OpenAI-compatible /v1/chat/completions).

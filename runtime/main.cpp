@@ -22,6 +22,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include "actors/node/node.hpp"
+#include "actors/scheduler/scheduler.hpp"
 #include "actors/tasks/builtin_tasks.hpp"
 #include "actors/tasks/platform_tasks.hpp"
 #include "actors/tasks/task_system.hpp"
@@ -32,6 +33,7 @@
 #include "http/conversation_routes.hpp"
 #include "http/readiness_probe.hpp"
 #include "http/router.hpp"
+#include "http/schedule_routes.hpp"
 #include "http/task_routes.hpp"
 #include "http/server.hpp"
 #include "messages/errc.hpp"
@@ -47,6 +49,7 @@
 #include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
+#include "storage/schedule_store.hpp"
 #include "storage/storage_actors.hpp"
 
 namespace {
@@ -62,6 +65,32 @@ constexpr int exit_usage = 2;
 std::shared_ptr<spdlog::logger> logger() {
   static auto result = log::get("engram");
   return result;
+}
+
+/// The beat schedule from [scheduler]: DESIGN §5's six entries, re-timed or
+/// turned "off". The reason (naming the key) when an expression or the zone
+/// is invalid.
+std::variant<std::vector<sched::static_entry>, std::string>
+static_schedule(const config& cfg) {
+  auto entries = sched::default_static_entries();
+  const std::pair<const char*, const std::string*> crons[] = {
+    {"expire_tokens", &cfg.scheduler.expire_tokens},
+    {"close_stale_sessions", &cfg.scheduler.close_stale_sessions},
+    {"archive_old_conversations", &cfg.scheduler.archive_old_conversations},
+    {"archive_expired_memories", &cfg.scheduler.archive_expired_memories},
+    {"consolidate", &cfg.scheduler.consolidate},
+    {"decay_and_expire", &cfg.scheduler.decay_and_expire}};
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].timezone = cfg.scheduler.timezone;
+    if (*crons[i].second == "off")
+      entries[i].enabled = false;
+    else
+      entries[i].cron = *crons[i].second;
+    if (auto err = sched::validate_static_entries({entries[i]}))
+      return "scheduler." + std::string{crons[i].first} + " = "
+             + *crons[i].second + ": " + *err;
+  }
+  return entries;
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and every thread it starts later,
@@ -335,6 +364,30 @@ int serve(const config& cfg) {
     return spawn_notification_listener(sys, lopts, std::move(cb));
   };
 
+  scheduler_options sched_opts;
+  sched_opts.entries
+    = std::get<std::vector<sched::static_entry>>(static_schedule(cfg));
+  sched_opts.lead = cfg.scheduler.enabled;
+  sched_opts.tick_interval = cfg.scheduler.tick_interval;
+  sched_opts.lock_retry = cfg.scheduler.lock_retry;
+  sched_opts.reload_interval = cfg.scheduler.reload_interval;
+  sched_opts.store_timeout
+    = cfg.database.connect_timeout + cfg.database.statement_timeout + 5s;
+  sched_opts.task_defaults = [&task_names](const std::string& name) {
+    return task_names.request_for(name);
+  };
+  sched_opts.metrics = &registry;
+  sched_opts.spawn_store = [&storage_opts](caf::actor_system& sys) {
+    return spawn_schedule_store(sys, schedule_store_options{storage_opts});
+  };
+  sched_opts.spawn_listener = [&storage_opts](caf::actor_system& sys,
+                                              notification_callback cb) {
+    listener_options lopts;
+    lopts.storage = storage_opts;
+    lopts.channels = {schedules_channel};
+    return spawn_notification_listener(sys, lopts, std::move(cb));
+  };
+
   caf::actor_system_config sys_cfg;
   apply_caf_settings(cfg, sys_cfg);
   caf::actor_system sys{sys_cfg};
@@ -358,6 +411,11 @@ int serve(const config& cfg) {
          sys, task_opts, task_names, task_services, &registry));
      },
      cfg.daemon.shutdown_timeout},
+    // After the task system, so it stops first: no fire during the drain.
+    {scheduler_name,
+     [&](caf::actor_system& sys) {
+       return caf::actor_cast<caf::actor>(spawn_scheduler(sys, sched_opts));
+     }},
   };
   supervisor_options sup_opts;
   sup_opts.max_restarts = static_cast<uint64_t>(cfg.supervisor.max_restarts);
@@ -420,6 +478,10 @@ int serve(const config& cfg) {
   conversation_deps.background_enabled = cfg.background.enabled;
   conversation_deps.timeout = cfg.http.request_timeout;
   http::add_conversation_routes(router, conversation_deps);
+  http::schedule_route_deps schedule_deps;
+  schedule_deps.sys = &sys;
+  schedule_deps.timeout = cfg.http.request_timeout;
+  http::add_schedule_routes(router, schedule_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);
@@ -533,6 +595,11 @@ int main(int argc, char** argv) {
   auto cfg = load(cl);
   if (!cfg)
     return exit_usage;
+  if (auto schedule = static_schedule(*cfg);
+      auto* reason = std::get_if<std::string>(&schedule)) {
+    std::cerr << "engram: " << *reason << "\n";
+    return exit_usage;
+  }
   try {
     return cl.command == "migrate" ? migrate_command(*cfg) : serve(*cfg);
   } catch (const std::exception& e) {

@@ -266,14 +266,14 @@ std::optional<webhook_target> webhook_of(const std::string& delivery_config_json
                             + (pos == std::string::npos ? std::string{"malformed"}
                                                         : why.substr(pos + 3)));
   }
-  if (auto* headers = obj.if_contains("headers");
+  if (auto* headers = obj.if_contains("webhook_headers");
       headers != nullptr && !headers->is_null()) {
     if (!headers->is_object())
-      throw permanent_failure("delivery_config.headers must be an object of "
+      throw permanent_failure("delivery_config.webhook_headers must be an object of "
                               "strings");
     for (const auto& kv : headers->as_object()) {
       if (!kv.value().is_string())
-        throw permanent_failure("delivery_config.headers."
+        throw permanent_failure("delivery_config.webhook_headers."
                                 + std::string{kv.key()} + " must be a string");
       result.headers.emplace_back(std::string{kv.key()},
                                   std::string{kv.value().as_string()});

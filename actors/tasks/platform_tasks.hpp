@@ -25,7 +25,7 @@
 //   `delivery_config.webhook_url` when set ("http" service; JSON
 //   {event, job_id, job_name, run_id, fire_time, agent_id, conversation_id,
 //   content, model, usage, finished_at}; headers `Idempotency-Key:
-//   <job_id>:<run_id>` and any `delivery_config.headers`), and the run is
+//   <job_id>:<run_id>` and any `delivery_config.webhook_headers`), and the run is
 //   recorded succeeded (consecutive_failures back to 0, run_count + 1).
 //
 //   Retries and run tracking: DESIGN §5 counts *runs*, and a run is
