@@ -54,6 +54,16 @@ tasks::task_info info_from(const pqxx::row& row) {
   return t;
 }
 
+/// Runs a statement prepared on this connection under `name` (prepared on
+/// first use, re-prepared after a reconnect by libpqxx): hot statements skip
+/// parsing and planning.
+template <class... Args>
+pqxx::result run_prepared(pqxx::transaction_base& tx, const char* name,
+                          const std::string& sql, Args&&... args) {
+  tx.conn().prepare(name, sql);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+
 /// The leases as a JSON array of {id, token}, for jsonb_to_recordset.
 std::string leases_json(const std::vector<tasks::lease_ref>& leases) {
   json::array arr;
@@ -130,7 +140,7 @@ enqueue_tasks(pqxx::transaction_base& tx,
   }
   // Ids are drawn in input order before the insert, so each result maps
   // back to its request; a row the unique index refused has no match.
-  auto rows = tx.exec_params(
+  auto rows = run_prepared(tx, "engram_enqueue",
     "WITH input AS MATERIALIZED ("
     "  SELECT x.*, nextval('engram.tasks_id_seq') AS id "
     "  FROM jsonb_to_recordset($1::jsonb) AS x(o int, n text, q text, a text, "
@@ -182,7 +192,7 @@ std::vector<tasks::claimed_task>
 claim_rows(pqxx::transaction_base& tx, const std::string& queue,
            const std::string& worker, int64_t limit,
            std::chrono::milliseconds lease, wall_time now) {
-  auto rows = tx.exec_params(
+  auto rows = run_prepared(tx, "engram_claim",
     std::string{"WITH picked AS (SELECT id FROM engram.tasks "
                 "  WHERE status = 'queued' AND queue = $1 "
                 "  AND run_at <= engram.from_us($5) "
@@ -251,7 +261,7 @@ tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
   if (leases.empty())
     return result;
   relax_commit(tx);
-  auto rows = tx.exec_params(
+  auto rows = run_prepared(tx, "engram_renew",
     "UPDATE engram.tasks t "
     "SET lease_until = engram.from_us($3) + $2 * interval '1 millisecond', "
     "  updated_at = engram.from_us($3) "
@@ -293,7 +303,7 @@ complete_tasks(pqxx::transaction_base& tx,
   }
   if (!succeeded.empty()) {
     // One statement for every success of the batch.
-    auto rows = tx.exec_params(
+    auto rows = run_prepared(tx, "engram_succeed",
       "UPDATE engram.tasks t SET status = 'succeeded', "
       "  result = x.result::jsonb, finished_at = engram.from_us($2), "
       "  updated_at = engram.from_us($2), "

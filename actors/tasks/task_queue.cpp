@@ -93,7 +93,11 @@ struct queue_state {
   /// Leases to hand back at the end of a drain (attempts stopped by it).
   std::vector<tasks::lease_ref> to_release;
 
-  bool claim_in_flight = false;
+  /// Claims under way, and the room they reserved (a claim rides on every
+  /// batch commit, so one may run beside a standalone claim).
+  int claims_in_flight = 0;
+  int64_t reserved = 0;
+  bool releasing = false;
   bool ack_in_flight = false;
   bool renew_in_flight = false;
   /// A wake arrived, or the last claim came back full: more may be due.
@@ -288,13 +292,15 @@ void dispatch(queue_ptr self) {
 
 int64_t room(const queue_state& st) {
   return static_cast<int64_t>(st.options.concurrency) + st.options.prefetch
-         - static_cast<int64_t>(st.prefetched.size() + st.running.size());
+         - static_cast<int64_t>(st.prefetched.size() + st.running.size())
+         - st.reserved;
 }
 
 /// Takes the tasks a claim returned (`want` asked for).
 void on_claimed(queue_ptr self, int64_t want, std::vector<claimed_task>& claimed) {
   auto& st = self->state;
-  st.claim_in_flight = false;
+  --st.claims_in_flight;
+  st.reserved -= want;
   if (static_cast<int64_t>(claimed.size()) == want)
     st.more_due = true;
   if (st.claim_latency != nullptr) {
@@ -315,7 +321,7 @@ void on_claimed(queue_ptr self, int64_t want, std::vector<claimed_task>& claimed
 
 void maybe_claim(queue_ptr self) {
   auto& st = self->state;
-  if (st.draining || st.claim_in_flight)
+  if (st.draining || st.claims_in_flight > 0)
     return;
   auto want = std::min(room(st), st.options.max_claim_batch);
   if (want <= 0)
@@ -323,7 +329,8 @@ void maybe_claim(queue_ptr self) {
   auto now = now_of(st);
   if (!st.more_due && now < st.next_poll)
     return;
-  st.claim_in_flight = true;
+  ++st.claims_in_flight;
+  st.reserved += want;
   st.more_due = false;
   st.next_poll = now + st.options.poll_interval;
   tasks::claim_tasks req{st.options.queue, st.worker, want,
@@ -333,9 +340,10 @@ void maybe_claim(queue_ptr self) {
       [self, want](std::vector<claimed_task>& claimed) {
         on_claimed(self, want, claimed);
       },
-      [self](caf::error& err) {
+      [self, want](caf::error& err) {
         auto& st = self->state;
-        st.claim_in_flight = false;
+        --st.claims_in_flight;
+        st.reserved -= want;
         logger()->warn("claiming from queue '{}' failed: {}", st.options.queue,
                        describe(err));
         maybe_finish_drain(self);
@@ -361,9 +369,10 @@ void flush_acks(queue_ptr self) {
   // that creates it, and under load every batch commit also refills.
   tasks::complete_tasks req{{}, to_epoch_us(now), {}};
   auto want = std::min(room(st), st.options.max_claim_batch);
-  bool claims = !st.draining && !st.claim_in_flight && want > 0;
+  bool claims = !st.draining && want > 0;
   if (claims) {
-    st.claim_in_flight = true;
+    ++st.claims_in_flight;
+    st.reserved += want;
     st.more_due = false;
     st.next_poll = now + st.options.poll_interval;
     req.claim = tasks::claim_tasks{st.options.queue, st.worker, want,
@@ -389,11 +398,13 @@ void flush_acks(queue_ptr self) {
         flush_acks(self);
         maybe_finish_drain(self);
       },
-      [self, keep, claims](caf::error& err) {
+      [self, keep, claims, want](caf::error& err) {
         auto& st = self->state;
         st.ack_in_flight = false;
-        if (claims)
-          st.claim_in_flight = false;
+        if (claims) {
+          --st.claims_in_flight;
+          st.reserved -= want;
+        }
         logger()->warn("recording {} task outcomes failed: {}; retrying",
                        keep->size(), describe(err));
         // Keep them (first) and try again shortly; leases that expire in the
@@ -547,7 +558,8 @@ void quit_queue(queue_ptr self) {
 /// tasks handed back.
 void maybe_finish_drain(queue_ptr self) {
   auto& st = self->state;
-  if (!st.draining || st.claim_in_flight || st.ack_in_flight)
+  if (!st.draining || st.releasing || st.claims_in_flight > 0
+      || st.ack_in_flight)
     return;
   if (!st.unacked.empty()) {
     flush_acks(self);
@@ -568,7 +580,7 @@ void maybe_finish_drain(queue_ptr self) {
     quit_queue(self);
     return;
   }
-  st.claim_in_flight = true; // blocks re-entry while the release runs
+  st.releasing = true;
   auto n = held.size();
   self->request(st.storage.acker, 10s,
                 tasks::release_tasks{std::move(held), to_epoch_us(now)})
