@@ -195,13 +195,20 @@ int main() {
     lopts.channels = {"engram_tasks"};
     return spawn_notification_listener(sys, lopts, std::move(cb));
   };
-  pqxx::connection watcher{db};
 
-  // -- 1. bulk ----------------------------------------------------------------
-  constexpr int64_t bulk = 20000;
-  if (std::getenv("ENGRAM_BENCH_SKIP_BULK")) {
-    auto workers = spawn_task_system(sys, opts, registry, services, nullptr);
-    std::this_thread::sleep_for(500ms);
+  auto start_workers = [&] {
+    auto handle = spawn_task_system(sys, opts, registry, services, nullptr);
+    std::this_thread::sleep_for(300ms); // connected and listening
+    return handle;
+  };
+  auto stop_workers = [&](task_system_actor& handle) {
+    self->monitor(handle);
+    self->send_exit(handle, caf::exit_reason::user_shutdown);
+    self->receive([](caf::down_msg&) {});
+  };
+
+  // -- enqueue → start and chains ---------------------------------------------
+  auto latency = [&](const char* when) {
     std::vector<double> latencies;
     for (int i = 0; i < 200; ++i) {
       tasks::enqueue_request req;
@@ -209,23 +216,45 @@ int main() {
       req.queue = "bench";
       auto start = steady::now();
       enqueue({req});
-      auto enq = steady::now();
-      auto started = signals.wait();
-      latencies.push_back(ms(started - start));
-      if (i < 5)
-        std::printf("enqueue %.2f ms, start %.2f ms\n", ms(enq - start), ms(started - enq));
+      latencies.push_back(ms(signals.wait() - start));
       std::this_thread::sleep_for(2ms);
     }
-    std::printf("p50 %.2f p99 %.2f\n", percentile(latencies, 0.5), percentile(latencies, 0.99));
-    caf::anon_send_exit(workers, caf::exit_reason::user_shutdown);
-    return 0;
-  }
+    std::printf("enqueue→start latency, 200 single tasks, %s: p50 %.2f ms, "
+                "p99 %.2f ms\n",
+                when, percentile(latencies, 0.50), percentile(latencies, 0.99));
+  };
+  auto chains = [&](const char* when) {
+    std::vector<double> xs;
+    for (int i = 0; i < 200; ++i) {
+      tasks::enqueue_request req;
+      req.name = "bench.chain";
+      req.queue = "bench";
+      req.args_json = R"({"left":4})";
+      auto start = steady::now();
+      enqueue({req});
+      xs.push_back(ms(signals.wait() - start));
+      std::this_thread::sleep_for(2ms);
+    }
+    std::printf("5-step chain (each step enqueues the next durably), 200 "
+                "chains, %s: p50 %.2f ms, p99 %.2f ms\n",
+                when, percentile(xs, 0.50), percentile(xs, 0.99));
+  };
+
+  // -- 1. an idle daemon ------------------------------------------------------
+  auto workers = start_workers();
+  latency("idle queue");
+  chains("idle queue");
+  stop_workers(workers);
+
+  // -- 2. bulk ----------------------------------------------------------------
+  constexpr int64_t bulk = 20000;
+  pqxx::connection watcher{db};
   auto t0 = steady::now();
   enqueue(noops(10000));
   enqueue(noops(10000));
   auto enqueue_time = steady::now() - t0;
-  auto workers = spawn_task_system(sys, opts, registry, services, nullptr);
   auto t1 = steady::now();
+  workers = spawn_task_system(sys, opts, registry, services, nullptr);
   wait_for_succeeded(watcher, bulk);
   auto drain_time = steady::now() - t1;
   auto t2 = steady::now();
@@ -234,47 +263,22 @@ int main() {
   wait_for_succeeded(watcher, 2 * bulk);
   auto e2e_time = steady::now() - t2;
   std::printf("bulk: %lld no-op tasks\n", static_cast<long long>(bulk));
-  std::printf("  enqueue (2 transactions of 10,000, no workers): %8.0f tasks/s "
+  std::printf("  enqueue (2 transactions of 10,000, no workers):  %8.0f tasks/s "
               "(%.0f ms)\n",
               bulk / (ms(enqueue_time) / 1000), ms(enqueue_time));
-  std::printf("  drain (4 worker slots):                          %8.0f tasks/s "
+  std::printf("  drain (4 worker slots, start included):          %8.0f tasks/s "
               "(%.0f ms)\n",
               bulk / (ms(drain_time) / 1000), ms(drain_time));
   std::printf("  end to end (20 batches of 1,000 while draining): %8.0f tasks/s "
               "(%.0f ms)\n",
               bulk / (ms(e2e_time) / 1000), ms(e2e_time));
 
-  // -- 2. enqueue → start -----------------------------------------------------
-  std::this_thread::sleep_for(500ms); // idle: batch commits settle
-  std::vector<double> latencies;
-  for (int i = 0; i < 200; ++i) {
-    tasks::enqueue_request req;
-    req.name = "bench.mark";
-    req.queue = "bench";
-    auto start = steady::now();
-    enqueue({req});
-    latencies.push_back(ms(signals.wait() - start));
-    std::this_thread::sleep_for(2ms);
-  }
-  std::printf("enqueue→start latency, 200 single tasks on an idle queue: "
-              "p50 %.2f ms, p99 %.2f ms\n",
-              percentile(latencies, 0.50), percentile(latencies, 0.99));
+  // -- 3. the same after the burst (40,000 finished rows, autovacuum as it
+  // comes) ---------------------------------------------------------------------
+  std::this_thread::sleep_for(1s);
+  latency("after the 40,000-task burst");
+  chains("after the 40,000-task burst");
 
-  // -- 3. chains -------------------------------------------------------------
-  std::vector<double> chains;
-  for (int i = 0; i < 200; ++i) {
-    tasks::enqueue_request req;
-    req.name = "bench.chain";
-    req.queue = "bench";
-    req.args_json = R"({"left":4})";
-    auto start = steady::now();
-    enqueue({req});
-    chains.push_back(ms(signals.wait() - start));
-    std::this_thread::sleep_for(2ms);
-  }
-  std::printf("5-step chain (each step enqueues the next durably), 200 chains: "
-              "p50 %.2f ms, p99 %.2f ms\n",
-              percentile(chains, 0.50), percentile(chains, 0.99));
   std::printf("machine load after: %s\n", load_average().c_str());
   caf::anon_send_exit(workers, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(enqueuer, caf::exit_reason::user_shutdown);

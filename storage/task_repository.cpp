@@ -122,11 +122,41 @@ void relax_commit(pqxx::transaction_base& tx) {
 std::vector<tasks::enqueue_result>
 enqueue_tasks(pqxx::transaction_base& tx,
               const std::vector<tasks::enqueue_request>& requests,
-              wall_time now) {
+              wall_time now, const std::string& quiet_queue) {
   std::vector<tasks::enqueue_result> results(requests.size());
   if (requests.empty())
     return results;
   auto now_us = to_epoch_us(now);
+  if (requests.size() == 1) {
+    // One task (the common case of an enqueue or a chain's next step): a
+    // plain insert, without the batch's JSON round trip.
+    const auto& r = requests.front();
+    auto run_at = r.run_at_us > 0 ? r.run_at_us : now_us + r.delay_ms * 1000;
+    auto rows = run_prepared(tx, "engram_enqueue_one",
+      "WITH ins AS (INSERT INTO engram.tasks (name, queue, args, priority, "
+      "    max_retries, run_at, unique_key, soft_time_limit_ms, "
+      "    time_limit_ms, created_at, updated_at) "
+      "  VALUES ($1, $2, $3::jsonb, $4, $5, engram.from_us($6), "
+      "    nullif($7, ''), $8, $9, engram.from_us($10), engram.from_us($10)) "
+      "  ON CONFLICT (unique_key) "
+      "    WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') "
+      "    DO NOTHING RETURNING id, queue) "
+      "SELECT id, CASE WHEN queue <> $11 "
+      "  THEN pg_notify('engram_tasks', queue) END FROM ins",
+      r.name, r.queue, r.args_json, r.priority, r.max_retries, run_at,
+      r.unique_key, r.soft_time_limit_ms, r.time_limit_ms, now_us,
+      quiet_queue);
+    if (!rows.empty()) {
+      results[0] = {rows[0][0].as<int64_t>(), true};
+      return results;
+    }
+    auto existing = tx.exec_params(
+      "SELECT id FROM engram.tasks WHERE unique_key = $1 "
+      "ORDER BY (status IN ('queued', 'running')) DESC, id DESC LIMIT 1",
+      r.unique_key);
+    results[0] = {existing.empty() ? 0 : existing[0][0].as<int64_t>(), false};
+    return results;
+  }
   json::array input;
   input.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -155,10 +185,10 @@ enqueue_tasks(pqxx::transaction_base& tx,
     "    DO NOTHING "
     "  RETURNING id, queue), "
     "woken AS (SELECT pg_notify('engram_tasks', q.queue) "
-    "  FROM (SELECT DISTINCT queue FROM ins) q) "
+    "  FROM (SELECT DISTINCT queue FROM ins WHERE queue <> $3) q) "
     "SELECT i.o, ins.id, (SELECT count(*) FROM woken) "
     "FROM input i LEFT JOIN ins ON ins.id = i.id ORDER BY i.o",
-    json::serialize(input), now_us);
+    json::serialize(input), now_us, quiet_queue);
   std::vector<size_t> refused;
   for (const auto& row : rows) {
     auto i = row[0].as<size_t>();
@@ -183,7 +213,7 @@ enqueue_tasks(pqxx::transaction_base& tx,
 tasks::enqueue_result enqueue_task(pqxx::transaction_base& tx,
                                    const tasks::enqueue_request& req,
                                    wall_time now) {
-  return enqueue_tasks(tx, {req}, now).front();
+  return enqueue_tasks(tx, {req}, now, {}).front();
 }
 
 namespace {
@@ -283,10 +313,12 @@ tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
   return result;
 }
 
+namespace {
+
 tasks::completion_result
-complete_tasks(pqxx::transaction_base& tx,
-               const std::vector<tasks::task_outcome>& outcomes,
-               wall_time now) {
+complete_quietly(pqxx::transaction_base& tx,
+                 const std::vector<tasks::task_outcome>& outcomes,
+                 wall_time now, const std::string& quiet_queue) {
   tasks::completion_result result;
   auto now_us = to_epoch_us(now);
   std::unordered_set<int64_t> accepted;
@@ -301,7 +333,20 @@ complete_tasks(pqxx::transaction_base& tx,
       accepted.insert(o.id);
     }
   }
-  if (!succeeded.empty()) {
+  if (succeeded.size() == 1) {
+    const auto& o = succeeded[0].as_object();
+    auto rows = run_prepared(tx, "engram_succeed_one",
+      "UPDATE engram.tasks SET status = 'succeeded', "
+      "  result = $3::jsonb, finished_at = engram.from_us($4), "
+      "  updated_at = engram.from_us($4), "
+      "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
+      "WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
+      "RETURNING id",
+      o.at("id").as_int64(), std::string{o.at("token").as_string()},
+      std::string{o.at("result").as_string()}, now_us);
+    for (const auto& row : rows)
+      accepted.insert(row[0].as<int64_t>());
+  } else if (!succeeded.empty()) {
     // One statement for every success of the batch.
     auto rows = run_prepared(tx, "engram_succeed",
       "UPDATE engram.tasks t SET status = 'succeeded', "
@@ -326,18 +371,32 @@ complete_tasks(pqxx::transaction_base& tx,
   }
   result.accepted = static_cast<int64_t>(accepted.size());
   if (!followups.empty())
-    (void) enqueue_tasks(tx, followups, now);
+    (void) enqueue_tasks(tx, followups, now, quiet_queue);
   return result;
+}
+
+} // namespace
+
+tasks::completion_result
+complete_tasks(pqxx::transaction_base& tx,
+               const std::vector<tasks::task_outcome>& outcomes,
+               wall_time now) {
+  return complete_quietly(tx, outcomes, now, {});
 }
 
 tasks::completion_result
 complete_and_claim(pqxx::transaction_base& tx,
                    const std::vector<tasks::task_outcome>& outcomes,
                    const tasks::claim_tasks& claim, wall_time now) {
-  auto result = complete_tasks(tx, outcomes, now);
-  if (claim.limit > 0)
-    result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
-                                std::chrono::milliseconds{claim.lease_ms}, now);
+  if (claim.limit <= 0)
+    return complete_tasks(tx, outcomes, now);
+  // Followups for the claiming queue need no notification when the claim
+  // takes every due task; only a full claim leaves some for others.
+  auto result = complete_quietly(tx, outcomes, now, claim.queue);
+  result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
+                              std::chrono::milliseconds{claim.lease_ms}, now);
+  if (static_cast<int64_t>(result.claimed.size()) == claim.limit)
+    tx.exec_params("SELECT pg_notify('engram_tasks', $1)", claim.queue);
   return result;
 }
 

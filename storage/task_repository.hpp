@@ -22,10 +22,12 @@ namespace engram::storage {
 /// them. A task whose unique key a queued or running task holds (or an
 /// earlier task of the same batch) is not inserted: its result carries that
 /// task's id with created = false. Results are in the order of `requests`.
+/// No notification is sent for `quiet_queue` (a caller that claims that
+/// queue in the same transaction).
 [[nodiscard]] std::vector<tasks::enqueue_result>
 enqueue_tasks(pqxx::transaction_base& tx,
               const std::vector<tasks::enqueue_request>& requests,
-              wall_time now);
+              wall_time now, const std::string& quiet_queue = {});
 
 /// One task; see enqueue_tasks.
 [[nodiscard]] tasks::enqueue_result
