@@ -106,8 +106,10 @@ struct config {
   struct actor_system_section {
     /// CAF scheduler worker threads; 0 = one per core.
     int worker_threads = 0;
-    /// CAF scheduling policy: stealing or sharing.
-    std::string scheduling_policy = "stealing";
+    /// CAF scheduling policy: sharing (one queue, idle workers wake at once)
+    /// or stealing (idle workers poll with growing sleeps: slower to react
+    /// when the daemon is mostly idle).
+    std::string scheduling_policy = "sharing";
     /// Messages an actor may handle before yielding its thread.
     int max_throughput = 300;
     /// CAF middleman heartbeat between nodes; 0 = off.

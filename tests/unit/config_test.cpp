@@ -629,7 +629,7 @@ TEST(config, apply_caf_settings_zero_threads_means_one_per_core) {
   auto expected = std::max(1u, std::thread::hardware_concurrency());
   EXPECT_EQ(caf::get_or(sys_cfg, "scheduler.max-threads", size_t{0}), expected);
   EXPECT_EQ(caf::get_or(sys_cfg, "scheduler.policy", caf::atom("")),
-            caf::atom("stealing"));
+            caf::atom("sharing"));
 }
 
 TEST(config, environment_reads_the_process_environment) {
