@@ -1,5 +1,8 @@
 #include "storage/task_repository.hpp"
 
+#include <atomic>
+#include <thread>
+
 #include <pqxx/pqxx>
 
 #include "runtime/clock.hpp"
@@ -446,4 +449,32 @@ TEST_F(task_repository_test, queue_depths_count_due_work_per_queue) {
   EXPECT_EQ(depths[0].oldest_age_ms, 3000);
   EXPECT_EQ(depths[1].queue, "memory");
   EXPECT_EQ(depths[1].running, 1);
+}
+
+TEST_F(task_repository_test, concurrent_enqueues_of_one_unique_key_create_one_task) {
+  constexpr int producers = 8;
+  std::vector<tasks::enqueue_result> results(producers);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < producers; ++i)
+    threads.emplace_back([&, i] {
+      pqxx::connection c{db};
+      auto req = named("cleanup.expire_tokens");
+      req.unique_key = "cleanup.expire_tokens@2024-03-10T03:00:00Z";
+      ready.fetch_add(1);
+      while (ready.load() < producers) {
+      }
+      pqxx::work tx{c};
+      results[static_cast<size_t>(i)] = storage::enqueue_task(tx, req, clock.now());
+      tx.commit();
+    });
+  for (auto& t : threads)
+    t.join();
+  int created = 0;
+  for (const auto& r : results) {
+    created += r.created ? 1 : 0;
+    EXPECT_EQ(r.id, results[0].id) << "every producer learns the one task's id";
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks"), "1");
 }
