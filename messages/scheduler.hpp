@@ -444,11 +444,15 @@ typename Inspector::result_type inspect(Inspector& f, fire_static& x) {
 }
 
 /// The active jobs (all of them, by id).
-struct load_active_jobs {};
+struct load_active_jobs {
+  /// Runs whose task ended without a result are closed first, at this time
+  /// (epoch microseconds; 0 = skip that).
+  int64_t now_us = 0;
+};
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, load_active_jobs&) {
-  return f(caf::meta::type_name("load_active_jobs"));
+typename Inspector::result_type inspect(Inspector& f, load_active_jobs& x) {
+  return f(caf::meta::type_name("load_active_jobs"), x.now_us);
 }
 
 /// Sets an active job's next_run_at to `next_us` (0: NULL) if its

@@ -390,4 +390,25 @@ std::vector<job_run_row> list_job_runs(pqxx::transaction_base& tx,
   return result;
 }
 
+int64_t close_abandoned_runs(pqxx::transaction_base& tx, wall_time now,
+                             int64_t limit) {
+  auto rows = tx.exec_params(
+    "SELECT r.job_id::text, r.id, t.id, t.status, coalesce(t.last_error, '') "
+    "FROM engram.scheduled_job_runs r JOIN engram.tasks t ON t.id = r.task_id "
+    "WHERE r.status IN ('queued', 'running') "
+    "AND t.status IN ('dead', 'cancelled') "
+    "ORDER BY r.id LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+    limit);
+  int64_t closed = 0;
+  for (const auto& row : rows) {
+    auto error = "task " + row[2].as<std::string>() + " ended "
+                 + row[3].as<std::string>() + " without a result: "
+                 + row[4].as<std::string>();
+    if (record_run_result(tx, row[0].as<std::string>(), row[1].as<int64_t>(),
+                          false, error, now))
+      ++closed;
+  }
+  return closed;
+}
+
 } // namespace engram::storage

@@ -230,6 +230,13 @@ record_run_result(pqxx::transaction_base& tx, const std::string& job_id,
                   wall_time now,
                   const std::optional<std::string>& conversation_id = {});
 
+/// Records as failed (with record_run_result's tracking) every unfinished
+/// run whose task ended dead or cancelled without the handler recording a
+/// result: a hard time limit, a lease that expired on the last attempt, a
+/// cancel. Returns how many runs it closed (at most `limit`).
+int64_t close_abandoned_runs(pqxx::transaction_base& tx, wall_time now,
+                             int64_t limit = 100);
+
 /// Finishes run `run_id` of job `job_id` as skipped at `now` (e.g. the job
 /// was deactivated before its task ran), with `reason` as its error. The job's tracking does not change. Returns false when there is no
 /// such unfinished run.

@@ -331,8 +331,18 @@ schedule_store_actor::behavior_type store(self_ptr self,
       });
     },
     // -- dynamic jobs --
-    [self](load_active_jobs&) {
+    [self](load_active_jobs& req) {
       return guarded(self, [&](pqxx::connection& conn) {
+        if (req.now_us != 0) {
+          pqxx::work closing{conn};
+          auto closed
+            = storage::close_abandoned_runs(closing, from_epoch_us(req.now_us));
+          closing.commit();
+          if (closed > 0)
+            logger()->warn("recorded {} scheduled run(s) as failed: their "
+                           "task ended without a result",
+                           closed);
+        }
         pqxx::read_transaction tx{conn};
         std::vector<job_info> result;
         for (const auto& row : storage::list_active_jobs(tx))

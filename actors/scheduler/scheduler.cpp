@@ -288,7 +288,7 @@ void load_jobs(self_ptr self) {
   st.jobs_dirty = false;
   st.next_reload = steady::now() + st.options.reload_interval;
   ask_store<std::vector<job_info>>(
-    self, load_active_jobs{}, "loading the scheduled jobs",
+    self, load_active_jobs{now_us(st)}, "loading the scheduled jobs",
     [self](std::vector<job_info>& jobs) {
       auto& st = self->state;
       if (!st.leader)

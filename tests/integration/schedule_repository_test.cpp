@@ -650,3 +650,39 @@ TEST_F(schedule_repository_test, schedule_changes_wake_the_scheduler_but_run_boo
   });
   EXPECT_EQ(drain(), 1) << "delete";
 }
+
+TEST_F(schedule_repository_test, runs_whose_task_ended_without_a_result_are_failed_once) {
+  auto j = create("digest", noon() - 10h);
+  pqxx::work tx{*conn};
+  tasks::enqueue_request req;
+  req.name = "agent.scheduled_run";
+  req.max_retries = 0;
+  auto abandoned = storage::enqueue_task(tx, req, noon());
+  auto pending = storage::enqueue_task(tx, req, noon());
+  auto run = storage::record_run_queued(tx, j.id, noon(), abandoned.id, noon());
+  auto other = storage::record_run_queued(tx, j.id, noon() + 1h, pending.id,
+                                          noon());
+  ASSERT_TRUE(run && other);
+  ASSERT_TRUE(storage::record_run_start(tx, j.id, run->run_id, noon() + 1s));
+  // The attempt passed its hard limit: the task is dead, the handler never
+  // reported.
+  auto claimed = storage::claim_tasks(tx, "default", "w", 1, 30s, noon());
+  ASSERT_EQ(claimed.size(), 1u);
+  tasks::task_outcome o;
+  o.id = claimed[0].id;
+  o.lease_token = claimed[0].lease_token;
+  o.error = "hard time limit of 1000 ms exceeded; attempt abandoned";
+  ASSERT_EQ(storage::complete_tasks(tx, {o}, noon() + 2s).accepted, 1);
+  EXPECT_EQ(storage::close_abandoned_runs(tx, noon() + 3s), 1);
+  EXPECT_EQ(storage::close_abandoned_runs(tx, noon() + 4s), 0) << "once";
+  auto row = storage::get_job_run(tx, run->run_id);
+  EXPECT_EQ(row->status, "failed");
+  EXPECT_EQ(row->error,
+            std::optional<std::string>{
+              "task " + std::to_string(abandoned.id)
+              + " ended dead without a result: hard time limit of 1000 ms "
+                "exceeded; attempt abandoned"});
+  EXPECT_EQ(storage::get_job_run(tx, other->run_id)->status, "queued")
+    << "its task is still queued";
+  EXPECT_EQ(storage::get_scheduled_job(tx, j.id)->consecutive_failures, 1);
+}
