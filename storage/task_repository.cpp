@@ -315,10 +315,53 @@ tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
 
 namespace {
 
+/// Inserts `req` as running under a fresh lease of `claim.worker` (its
+/// first attempt started now); nothing when its unique key is taken.
+std::optional<tasks::claimed_task>
+insert_claimed(pqxx::transaction_base& tx, const tasks::enqueue_request& req,
+               const tasks::claim_tasks& claim, wall_time now) {
+  auto rows = run_prepared(tx, "engram_enqueue_claimed",
+    "INSERT INTO engram.tasks (name, queue, args, priority, max_retries, "
+    "  run_at, unique_key, soft_time_limit_ms, time_limit_ms, created_at, "
+    "  updated_at, status, attempts, locked_by, lease_token, lease_until, "
+    "  started_at) "
+    "VALUES ($1, $2, $3::jsonb, $4, $5, engram.from_us($6), nullif($7, ''), "
+    "  $8, $9, engram.from_us($6), engram.from_us($6), 'running', 1, $10, "
+    "  gen_random_uuid(), "
+    "  engram.from_us($6) + $11 * interval '1 millisecond', "
+    "  engram.from_us($6)) "
+    "ON CONFLICT (unique_key) "
+    "  WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') "
+    "  DO NOTHING "
+    "RETURNING id, name, queue, args::text, attempts, max_retries, "
+    "  soft_time_limit_ms, time_limit_ms, lease_token::text, "
+    "  engram.to_us(lease_until)",
+    req.name, req.queue, req.args_json, req.priority, req.max_retries,
+    to_epoch_us(now), req.unique_key, req.soft_time_limit_ms,
+    req.time_limit_ms, claim.worker, claim.lease_ms);
+  if (rows.empty())
+    return std::nullopt;
+  const auto& row = rows[0];
+  tasks::claimed_task t;
+  t.id = row[0].as<int64_t>();
+  t.name = row[1].as<std::string>();
+  t.queue = row[2].as<std::string>();
+  t.args_json = row[3].as<std::string>();
+  t.attempts = row[4].as<int32_t>();
+  t.max_retries = row[5].as<int32_t>();
+  t.soft_time_limit_ms = row[6].as<int64_t>();
+  t.time_limit_ms = row[7].as<int64_t>();
+  t.lease_token = row[8].as<std::string>();
+  t.lease_until = caf::timestamp{std::chrono::microseconds{row[9].as<int64_t>()}};
+  t.due_us = to_epoch_us(now);
+  return t;
+}
+
 tasks::completion_result
 complete_quietly(pqxx::transaction_base& tx,
                  const std::vector<tasks::task_outcome>& outcomes,
-                 wall_time now, const std::string& quiet_queue) {
+                 wall_time now, const std::string& quiet_queue,
+                 const tasks::claim_tasks* claim = nullptr) {
   tasks::completion_result result;
   auto now_us = to_epoch_us(now);
   std::unordered_set<int64_t> accepted;
@@ -370,8 +413,29 @@ complete_quietly(pqxx::transaction_base& tx,
     followups.insert(followups.end(), o.followups.begin(), o.followups.end());
   }
   result.accepted = static_cast<int64_t>(accepted.size());
-  if (!followups.empty())
+  if (followups.empty())
+    return result;
+  if (claim == nullptr) {
     (void) enqueue_tasks(tx, followups, now, quiet_queue);
+    return result;
+  }
+  // The claiming queue's followups that are due now are inserted already
+  // claimed by the caller (a chain's next step costs no claim); the rest
+  // are enqueued as usual.
+  std::vector<tasks::enqueue_request> rest;
+  for (auto& f : followups) {
+    bool due = f.delay_ms <= 0 && (f.run_at_us == 0 || f.run_at_us <= now_us);
+    if (f.queue == claim->queue && due
+        && static_cast<int64_t>(result.claimed.size()) < claim->limit) {
+      if (auto t = insert_claimed(tx, f, *claim, now))
+        result.claimed.push_back(std::move(*t));
+    } else {
+      rest.push_back(std::move(f));
+    }
+  }
+  if (!rest.empty())
+    (void) enqueue_tasks(tx, rest, now,
+                         result.claimed.empty() ? quiet_queue : std::string{});
   return result;
 }
 
@@ -392,7 +456,9 @@ complete_and_claim(pqxx::transaction_base& tx,
     return complete_tasks(tx, outcomes, now);
   // Followups for the claiming queue need no notification when the claim
   // takes every due task; only a full claim leaves some for others.
-  auto result = complete_quietly(tx, outcomes, now, claim.queue);
+  auto result = complete_quietly(tx, outcomes, now, claim.queue, &claim);
+  if (!result.claimed.empty())
+    return result; // followups claimed at insert; other work comes by wake
   result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
                               std::chrono::milliseconds{claim.lease_ms}, now);
   if (static_cast<int64_t>(result.claimed.size()) == claim.limit)

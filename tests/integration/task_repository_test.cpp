@@ -478,3 +478,37 @@ TEST_F(task_repository_test, concurrent_enqueues_of_one_unique_key_create_one_ta
   EXPECT_EQ(created, 1);
   EXPECT_EQ(query("SELECT count(*) FROM engram.tasks"), "1");
 }
+
+TEST_F(task_repository_test, a_completion_that_claims_takes_its_own_queues_due_followups_at_once) {
+  enqueue(named("step"));
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  auto done = succeeded(claimed[0]);
+  done.followups.push_back(named("next"));
+  auto elsewhere = named("other-queue");
+  elsewhere.queue = "memory";
+  done.followups.push_back(elsewhere);
+  auto later = named("later");
+  later.delay_ms = 60000;
+  done.followups.push_back(later);
+  tasks::claim_tasks want{"default", "worker-1", 10, 30000, to_epoch_us(clock.now())};
+  pqxx::work tx{*conn};
+  auto result = storage::complete_and_claim(tx, {done}, want, clock.now());
+  tx.commit();
+  EXPECT_EQ(result.accepted, 1);
+  ASSERT_EQ(result.claimed.size(), 1u);
+  EXPECT_EQ(result.claimed[0].name, "next");
+  EXPECT_EQ(result.claimed[0].attempts, 1);
+  EXPECT_FALSE(result.claimed[0].lease_token.empty());
+  EXPECT_EQ(status_of(result.claimed[0].id), "running");
+  EXPECT_EQ(query("SELECT locked_by FROM engram.tasks WHERE name = 'next'"),
+            "worker-1");
+  EXPECT_EQ(query("SELECT status FROM engram.tasks WHERE name = 'other-queue'"),
+            "queued");
+  EXPECT_EQ(query("SELECT status FROM engram.tasks WHERE name = 'later'"),
+            "queued");
+  // The claimed followup is fenced like any claim.
+  auto next = succeeded(result.claimed[0]);
+  EXPECT_TRUE(finish(next));
+  EXPECT_EQ(status_of(result.claimed[0].id), "succeeded");
+}
