@@ -132,6 +132,8 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<tasks::list_tasks>::with<tasks::task_page>,
   // Depth and oldest age per queue.
   caf::replies_to<tasks::queue_depths_request>::with<std::vector<tasks::queue_depth>>,
+  // Deletes finished tasks past their retention; how many.
+  caf::replies_to<tasks::purge_finished_tasks>::with<int64_t>,
   // -- the agent platform (DESIGN §3-§5); see messages/platform.hpp --
   // The cleanups: one bounded batch each; the number of rows changed.
   caf::replies_to<platform::expire_tokens>::with<int64_t>,

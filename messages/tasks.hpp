@@ -326,6 +326,22 @@ typename Inspector::result_type inspect(Inspector& f, task_page& x) {
   return f(caf::meta::type_name("task_page"), x.tasks, x.next_before_id);
 }
 
+/// Deletes finished tasks past their retention, at most `limit` per call:
+/// succeeded and cancelled ones `succeeded_days` after they finished, dead
+/// ones after `dead_days`. Answers how many it deleted.
+struct purge_finished_tasks {
+  int64_t now_us = 0;
+  int64_t succeeded_days = 7;
+  int64_t dead_days = 30;
+  int64_t limit = 1000;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purge_finished_tasks& x) {
+  return f(caf::meta::type_name("purge_finished_tasks"), x.now_us,
+           x.succeeded_days, x.dead_days, x.limit);
+}
+
 /// Depth of one queue, for metrics.
 struct queue_depth {
   std::string queue;

@@ -177,6 +177,7 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(scheduler, archive_expired_memories, text()),
   ENGRAM_OPTION(scheduler, consolidate, text()),
   ENGRAM_OPTION(scheduler, decay_and_expire, text()),
+  ENGRAM_OPTION(scheduler, purge_finished_tasks, text()),
   ENGRAM_OPTION(llm, provider, one_of(llm_providers)),
   ENGRAM_OPTION(llm, base_url, text()),
   ENGRAM_OPTION(llm, model, text()),

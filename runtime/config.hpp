@@ -162,6 +162,9 @@ struct config {
     std::string archive_expired_memories = "0 4 * * *";
     std::string consolidate = "0 2 * * *";
     std::string decay_and_expire = "0 5 * * *";
+    /// The task queue's retention (cleanup.purge_finished_tasks): finished
+    /// tasks older than 7 days (dead ones: 30) are deleted.
+    std::string purge_finished_tasks = "30 3 * * *";
 
     bool operator==(const scheduler_section&) const = default;
   } scheduler;

@@ -72,14 +72,20 @@ std::shared_ptr<spdlog::logger> logger() {
 /// is invalid.
 std::variant<std::vector<sched::static_entry>, std::string>
 static_schedule(const config& cfg) {
+  // DESIGN §5's six, and the task queue's own retention.
   auto entries = sched::default_static_entries();
+  sched::static_entry purge;
+  purge.name = purge.task_name = "cleanup.purge_finished_tasks";
+  purge.cron = "30 3 * * *";
+  entries.push_back(purge);
   const std::pair<const char*, const std::string*> crons[] = {
     {"expire_tokens", &cfg.scheduler.expire_tokens},
     {"close_stale_sessions", &cfg.scheduler.close_stale_sessions},
     {"archive_old_conversations", &cfg.scheduler.archive_old_conversations},
     {"archive_expired_memories", &cfg.scheduler.archive_expired_memories},
     {"consolidate", &cfg.scheduler.consolidate},
-    {"decay_and_expire", &cfg.scheduler.decay_and_expire}};
+    {"decay_and_expire", &cfg.scheduler.decay_and_expire},
+    {"purge_finished_tasks", &cfg.scheduler.purge_finished_tasks}};
   for (size_t i = 0; i < entries.size(); ++i) {
     entries[i].timezone = cfg.scheduler.timezone;
     if (*crons[i].second == "off")

@@ -413,6 +413,13 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
         return storage::list_tasks(tx, req);
       }));
     },
+    [self](tasks::purge_finished_tasks& req) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::purge_finished_tasks(tx, from_epoch_us(req.now_us),
+                                             req.succeeded_days, req.dead_days,
+                                             req.limit);
+      }));
+    },
     [self](tasks::queue_depths_request& req) {
       return to_result(in_transaction(self, [&](pqxx::work& tx) {
         return storage::queue_depths(tx, from_epoch_us(req.now_us));

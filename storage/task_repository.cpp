@@ -601,6 +601,22 @@ tasks::task_page list_tasks(pqxx::transaction_base& tx,
   return page;
 }
 
+int64_t purge_finished_tasks(pqxx::transaction_base& tx, wall_time now,
+                             int64_t succeeded_days, int64_t dead_days,
+                             int64_t limit) {
+  auto rows = tx.exec_params(
+    "WITH old AS (SELECT id FROM engram.tasks "
+    "  WHERE status IN ('succeeded', 'cancelled', 'dead') "
+    "  AND finished_at < engram.from_us($1) - CASE WHEN status = 'dead' "
+    "    THEN $3::bigint ELSE $2::bigint END * interval '1 day' "
+    "  ORDER BY finished_at LIMIT $4 FOR UPDATE SKIP LOCKED), "
+    "gone AS (DELETE FROM engram.tasks t USING old WHERE t.id = old.id "
+    "  RETURNING 1) "
+    "SELECT count(*) FROM gone",
+    to_epoch_us(now), succeeded_days, dead_days, limit);
+  return rows[0][0].as<int64_t>();
+}
+
 std::vector<tasks::queue_depth> queue_depths(pqxx::transaction_base& tx,
                                              wall_time now) {
   auto rows = tx.exec_params(

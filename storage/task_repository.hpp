@@ -104,6 +104,12 @@ reclaim_expired(pqxx::transaction_base& tx, int64_t limit, wall_time now);
 [[nodiscard]] tasks::task_page list_tasks(pqxx::transaction_base& tx,
                                           const tasks::list_tasks& filter);
 
+/// Deletes up to `limit` finished tasks past their retention (see
+/// tasks::purge_finished_tasks), oldest first; returns how many.
+int64_t purge_finished_tasks(pqxx::transaction_base& tx, wall_time now,
+                             int64_t succeeded_days, int64_t dead_days,
+                             int64_t limit);
+
 /// Queued and running counts and the oldest due task's age, per queue.
 [[nodiscard]] std::vector<tasks::queue_depth>
 queue_depths(pqxx::transaction_base& tx, wall_time now);

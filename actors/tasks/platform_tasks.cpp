@@ -188,6 +188,26 @@ void register_cleanups(task_registry& registry,
       return run_batches(ctx, req, "archived");
     },
     cleanup_options());
+
+  // The task queue's own retention: finished tasks would otherwise grow
+  // without bound on a daemon that runs for months.
+  registry.add(
+    "cleanup.purge_finished_tasks",
+    [settings](const args_reader& args) {
+      args.only({"succeeded_days", "dead_days", "batch_size"});
+      (void) args.integer("succeeded_days", 7, 0, 36500);
+      (void) args.integer("dead_days", 30, 0, 36500);
+      (void) batch_size(args, settings);
+    },
+    [settings](task_context& ctx) -> json::value {
+      tasks::purge_finished_tasks req;
+      req.now_us = to_epoch_us(ctx.now());
+      req.succeeded_days = ctx.args().integer("succeeded_days", 7, 0, 36500);
+      req.dead_days = ctx.args().integer("dead_days", 30, 0, 36500);
+      req.limit = batch_size(ctx.args(), settings);
+      return run_batches(ctx, req, "deleted");
+    },
+    cleanup_options());
 }
 
 // -- agent.scheduled_run ------------------------------------------------------------

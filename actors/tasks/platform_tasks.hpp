@@ -6,7 +6,8 @@
 // - `cleanup.expire_tokens` {batch_size?}, `cleanup.close_stale_sessions`
 //   {idle_minutes? = 30, batch_size?}, `cleanup.archive_old_conversations`
 //   {days? = 90, batch_size?}, `cleanup.archive_expired_memories`
-//   {batch_size?} (queue "default"): each takes the clock once, then commits
+//   {batch_size?}, `cleanup.purge_finished_tasks` {succeeded_days? = 7,
+//   dead_days? = 30, batch_size?} (queue "default"): each takes the clock once, then commits
 //   batches of `batch_size` rows (default 1000) until a batch comes back
 //   short, checking for a stop request between batches. Idempotent: a rerun
 //   (retry, two nodes) finds nothing left to change. Result: the count

@@ -512,3 +512,36 @@ TEST_F(task_repository_test, a_completion_that_claims_takes_its_own_queues_due_f
   EXPECT_TRUE(finish(next));
   EXPECT_EQ(status_of(result.claimed[0].id), "succeeded");
 }
+
+TEST_F(task_repository_test, finished_tasks_are_purged_after_their_retention) {
+  auto make = [&](const std::string& name, bool fail) {
+    auto req = named(name);
+    req.max_retries = 0;
+    enqueue(req);
+    auto claimed = claim(1);
+    EXPECT_EQ(claimed.size(), 1u);
+    EXPECT_TRUE(finish(fail ? failed(claimed[0], "boom") : succeeded(claimed[0])));
+    return claimed[0].id;
+  };
+  auto old_ok = make("old-ok", false);
+  auto old_dead = make("old-dead", true);
+  clock.advance(std::chrono::hours{24 * 8});
+  auto new_ok = make("new-ok", false);
+  auto queued = enqueue(named("still-queued")).id;
+  auto purge = [&] {
+    pqxx::work tx{*conn};
+    auto n = storage::purge_finished_tasks(tx, clock.now(), 7, 30, 100);
+    tx.commit();
+    return n;
+  };
+  EXPECT_EQ(purge(), 1) << "only the succeeded task older than 7 days";
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks WHERE id = "
+                  + std::to_string(old_ok)),
+            "0");
+  clock.advance(std::chrono::hours{24 * 23});
+  EXPECT_EQ(purge(), 2) << "the dead one after 30 days, the newer success too";
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks"), "1");
+  EXPECT_EQ(status_of(queued), "queued") << "unfinished tasks are never purged";
+  (void) old_dead;
+  (void) new_ok;
+}
