@@ -109,6 +109,29 @@ protected:
     return false;
   }
 
+  /// Waits until the workers run `n` attempts: the database says "running"
+  /// as soon as the claim commits, but limits start when the attempt does,
+  /// so a test must not move the clock before that.
+  bool wait_for_running(int64_t n, std::chrono::milliseconds timeout = 10s) {
+    caf::scoped_actor self{sys};
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int64_t running = -1;
+      self->request(system_handle, 5s, atom::stats_v)
+        .receive(
+          [&](std::vector<tasks::queue_stats>& stats) {
+            running = 0;
+            for (const auto& q : stats)
+              running += q.running;
+          },
+          [](caf::error&) {});
+      if (running == n)
+        return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
   /// Waits until `sql` returns `expected`.
   bool wait_for(const std::string& sql, const std::string& expected,
                 std::chrono::milliseconds timeout = 10s) {
@@ -213,6 +236,7 @@ TEST_F(task_queue_test, a_soft_limit_asks_the_handler_to_stop) {
   req.max_retries = 0;
   auto id = enqueue(req);
   ASSERT_TRUE(wait_for_status(id, "running"));
+  ASSERT_TRUE(wait_for_running(1));
   clock.advance(4s);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(column(id, "status"), "running") << "before its soft limit";
@@ -235,6 +259,7 @@ TEST_F(task_queue_test, a_hard_limit_abandons_an_attempt_that_ignores_stop) {
   req.max_retries = 0;
   auto id = enqueue(req);
   ASSERT_TRUE(wait_for_status(id, "running"));
+  ASSERT_TRUE(wait_for_running(1));
   clock.advance(3s);
   ASSERT_TRUE(wait_for_status(id, "dead"));
   EXPECT_EQ(column(id, "last_error"),
@@ -283,6 +308,7 @@ TEST_F(task_queue_test, cancelling_a_running_task_stops_it_cooperatively) {
   start();
   auto id = enqueue(named("engram.sleep", R"({"ms":3600000})"));
   ASSERT_TRUE(wait_for_status(id, "running"));
+  ASSERT_TRUE(wait_for_running(1));
   {
     pqxx::work tx{*conn};
     EXPECT_EQ(storage::cancel_task(tx, id, clock.now()), "cancelling");
