@@ -1,5 +1,8 @@
 #include "http/conversation_routes.hpp"
 
+#include "http/task_routes.hpp"
+#include "runtime/uuid.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -93,19 +96,6 @@ json::object detail_json(const platform::conversation_detail& d) {
   return result;
 }
 
-/// A task as the extract endpoint shows it (the fields of the task API).
-json::object task_json(const tasks::task_info& t) {
-  return json::object{{"id", t.id},
-                      {"name", t.name},
-                      {"queue", t.queue},
-                      {"status", t.status},
-                      {"args", json_or_null(t.args_json)},
-                      {"priority", t.priority},
-                      {"attempts", t.attempts},
-                      {"max_retries", t.max_retries},
-                      {"run_at", time_json(t.run_at_us)},
-                      {"created_at", time_json(t.created_at_us)}};
-}
 
 response json_ok(status code, const json::object& body) {
   return json_response(code, json::serialize(body));
@@ -113,17 +103,6 @@ response json_ok(status code, const json::object& body) {
 
 // -- reading requests ----------------------------------------------------------------
 
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36)
-    return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-'
-             : std::isxdigit(static_cast<unsigned char>(s[i])) == 0)
-      return false;
-  }
-  return true;
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),

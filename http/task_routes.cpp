@@ -174,6 +174,16 @@ response bad_request(const std::exception& e) {
   return error_response(errc::invalid_argument, e.what());
 }
 
+/// The {id} path parameter, or 0 after answering 400.
+int64_t task_id_or_answer(const request_context& ctx, responder& respond) {
+  try {
+    return task_id(ctx);
+  } catch (const body_error& e) {
+    respond(bad_request(e));
+    return 0;
+  }
+}
+
 constexpr std::string_view statuses[] = {"queued", "running", "succeeded",
                                          "failed", "dead", "cancelled"};
 
@@ -252,13 +262,9 @@ void add_task_routes(router& r, task_route_deps deps) {
 
   r.add(verb::get, "/api/tasks/{id}", [shared](request_context& ctx,
                                                responder respond) {
-    int64_t id = 0;
-    try {
-      id = task_id(ctx);
-    } catch (const body_error& e) {
-      respond(bad_request(e));
+    auto id = task_id_or_answer(ctx, respond);
+    if (id == 0)
       return;
-    }
     ask_storage<tasks::task_info>(
       *shared->sys, shared->timeout, tasks::get_task{id},
       [respond](tasks::task_info& t) {
@@ -304,13 +310,9 @@ void add_task_routes(router& r, task_route_deps deps) {
 
   r.add(verb::post, "/api/tasks/{id}/cancel", [shared](request_context& ctx,
                                                        responder respond) {
-    int64_t id = 0;
-    try {
-      id = task_id(ctx);
-    } catch (const body_error& e) {
-      respond(bad_request(e));
+    auto id = task_id_or_answer(ctx, respond);
+    if (id == 0)
       return;
-    }
     ask_storage<std::string>(
       *shared->sys, shared->timeout,
       tasks::cancel_task{id, to_epoch_us(shared->time->now())},
@@ -329,13 +331,9 @@ void add_task_routes(router& r, task_route_deps deps) {
 
   r.add(verb::post, "/api/tasks/{id}/retry", [shared](request_context& ctx,
                                                       responder respond) {
-    int64_t id = 0;
-    try {
-      id = task_id(ctx);
-    } catch (const body_error& e) {
-      respond(bad_request(e));
+    auto id = task_id_or_answer(ctx, respond);
+    if (id == 0)
       return;
-    }
     ask_storage<std::string>(
       *shared->sys, shared->timeout,
       tasks::retry_task{id, to_epoch_us(shared->time->now())},

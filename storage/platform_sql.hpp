@@ -8,30 +8,15 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/uuid.hpp"
+
 #include <pqxx/field>
 
 #include "runtime/clock.hpp"
 
 namespace engram::storage::platform_detail {
 
-/// Whether `s` is a UUID in its canonical text form
-/// (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, any case). Lookups answer "not
-/// found" for anything else instead of making PostgreSQL refuse the cast.
-[[nodiscard]] inline bool is_uuid(std::string_view s) {
-  if (s.size() != 36)
-    return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-')
-        return false;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-                 || (c >= 'A' && c <= 'F'))) {
-      return false;
-    }
-  }
-  return true;
-}
+using engram::is_uuid;
 
 /// A NOT NULL column selected as `engram.to_us(col)`.
 [[nodiscard]] inline wall_time time_of(const pqxx::field& f) {

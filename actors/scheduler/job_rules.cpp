@@ -51,21 +51,6 @@ size_t utf8_length(std::string_view text) noexcept {
   return n;
 }
 
-bool is_uuid(std::string_view s) noexcept {
-  if (s.size() != 36)
-    return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-')
-        return false;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
-                 || (c >= 'A' && c <= 'F'))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 std::optional<std::string> check_delivery_config(std::string_view json) {
   if (json.size() > max_delivery_config_bytes)

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "runtime/uuid.hpp"
+
 // What a dynamic schedule (DESIGN §5) may hold, checked before anything is
 // stored: the API never stores an invalid expression, zone or delivery
 // config. Pure functions; every problem names the field.
@@ -26,8 +28,7 @@ inline constexpr size_t max_webhook_url_chars = 2048;
 /// Number of code points of UTF-8 text.
 [[nodiscard]] size_t utf8_length(std::string_view text) noexcept;
 
-/// Whether `s` is a UUID in canonical text form (any case).
-[[nodiscard]] bool is_uuid(std::string_view s) noexcept;
+using engram::is_uuid;
 
 /// Checks a delivery config: a JSON object with only these fields:
 /// `webhook_url` (null, or an absolute http/https URL with a host) and

@@ -5,6 +5,8 @@
 
 #include <boost/json.hpp>
 
+#include "runtime/uuid.hpp"
+
 namespace engram::tasks {
 
 namespace json = boost::json;
@@ -76,15 +78,7 @@ bool args_reader::boolean(std::string_view key, bool fallback) const {
 
 std::string args_reader::uuid(std::string_view key) const {
   auto result = text(key);
-  static constexpr size_t dashes[] = {8, 13, 18, 23};
-  bool ok = result.size() == 36;
-  for (size_t i = 0; ok && i < result.size(); ++i) {
-    bool dash = std::find(std::begin(dashes), std::end(dashes), i)
-                != std::end(dashes);
-    ok = dash ? result[i] == '-'
-              : std::isxdigit(static_cast<unsigned char>(result[i])) != 0;
-  }
-  if (!ok)
+  if (!is_uuid(result))
     throw invalid_args{field(key) + " must be a UUID, got '" + result + "'"};
   std::transform(result.begin(), result.end(), result.begin(),
                  [](unsigned char c) { return std::tolower(c); });
