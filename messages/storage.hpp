@@ -9,6 +9,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "messages/atoms.hpp"
+#include "messages/memories.hpp"
 #include "messages/platform.hpp"
 #include "messages/tasks.hpp"
 
@@ -158,7 +159,20 @@ using storage_actor = caf::typed_actor<
   // A scheduled run starts (false: it finished already), ends, or is skipped.
   caf::replies_to<platform::record_run_start>::with<bool>,
   caf::replies_to<platform::record_run_result>::with<platform::run_tracking_info>,
-  caf::replies_to<platform::record_run_skipped>::with<bool>>;
+  caf::replies_to<platform::record_run_skipped>::with<bool>,
+  // -- projects and memories (DESIGN §3, §8); see messages/memories.hpp --
+  // Creates or replaces a project; reads one (not_found for an unknown id).
+  caf::replies_to<memories::put_project_request>::with<memories::put_project_result>,
+  caf::replies_to<memories::get_project_request>::with<memories::project_record>,
+  // Imports memories in one transaction (all or nothing); their ids.
+  caf::replies_to<memories::import_memories_request>::with<memories::import_result>,
+  // A page of a project's memories, newest first.
+  caf::replies_to<memories::list_memories_request>::with<memories::memory_page>,
+  // A memory with its audit history; not_found for an unknown id.
+  caf::replies_to<memories::get_memory_request>::with<memories::memory_detail>,
+  // Makes a superseded or archived memory active again; conflict for an
+  // active one.
+  caf::replies_to<memories::restore_memory_request>::with<memories::memory_record>>;
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.

@@ -19,9 +19,11 @@
 #include "storage/cleanup_repository.hpp"
 #include "storage/connection.hpp"
 #include "storage/conversation_repository.hpp"
+#include "storage/memory_repository.hpp"
 #include "storage/node_repository.hpp"
 #include "storage/platform_repository.hpp"
 #include "storage/platform_sql.hpp"
+#include "storage/project_repository.hpp"
 #include "storage/schedule_repository.hpp"
 #include "storage/schema_repository.hpp"
 #include "storage/task_repository.hpp"
@@ -578,6 +580,38 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
                                            req.reason,
                                            from_epoch_us(req.now_us));
       }));
+    },
+    // -- projects and memories (storage/memory_repository.hpp) --
+    [self](memories::put_project_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::put_project(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](memories::get_project_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::read_project(tx, req.id);
+      });
+    },
+    [self](memories::import_memories_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::import_memories(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](memories::list_memories_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_memories(tx, req);
+      });
+    },
+    [self](memories::get_memory_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::get_memory(tx, req.id);
+      });
+    },
+    [self](memories::restore_memory_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::restore_memory(tx, req.memory_id,
+                                       from_epoch_us(req.now_us));
+      });
     },
   };
 }

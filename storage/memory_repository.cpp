@@ -1,0 +1,562 @@
+#include "storage/memory_repository.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <random>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "messages/errc.hpp"
+#include "storage/platform_repository.hpp"
+#include "storage/platform_sql.hpp"
+
+namespace engram::storage {
+
+namespace {
+
+using namespace platform_detail;
+
+/// Class id of the advisory locks that serialise imports per project and
+/// embedding model ("eng" + 0x02; extraction uses 0x01).
+constexpr int32_t import_lock_class = 0x656e6702;
+
+constexpr auto memory_columns
+  = "m.id::text, m.project_id::text, m.agent_id::text, m.type, m.tier, "
+    "m.status, m.content, m.embedding_model, "
+    "coalesce(length(m.embedding) / 4, 0), m.importance, m.pinned, "
+    "m.access_count, m.source_type, m.superseded_by::text, m.parent_id::text, "
+    "engram.to_us(m.created_at), engram.to_us(m.updated_at), "
+    "engram.to_us(m.last_accessed_at), engram.to_us(m.expires_at), "
+    "m.metadata::text";
+
+bool one_of(const std::string& x, std::initializer_list<const char*> set) {
+  return std::any_of(set.begin(), set.end(),
+                     [&](const char* s) { return x == s; });
+}
+
+bool is_memory_type(const std::string& x) {
+  return one_of(x, {"episodic", "semantic", "procedural", "identity",
+                    "principle"});
+}
+
+bool is_tier(const std::string& x) {
+  return one_of(x, {"hot", "warm", "cold"});
+}
+
+bool is_status(const std::string& x) {
+  return one_of(x, {"active", "superseded", "archived"});
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'F')
+      c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+std::string field(size_t index, const char* name) {
+  return "memories[" + std::to_string(index) + "]." + name;
+}
+
+caf::error refused(std::string message) {
+  return make_error(errc::invalid_argument, std::move(message));
+}
+
+/// A random (version 4) UUID.
+std::string random_uuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng();
+  uint64_t lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result(36, '-');
+  size_t pos = 0;
+  auto put = [&](uint64_t word) {
+    for (int shift = 60; shift >= 0; shift -= 4) {
+      if (pos == 8 || pos == 13 || pos == 18 || pos == 23)
+        ++pos;
+      result[pos++] = digits[(word >> shift) & 0xf];
+    }
+  };
+  put(hi);
+  put(lo);
+  return result;
+}
+
+/// An embedding as the text form of bytea ("\x" and hex digits of the
+/// float32 little-endian bytes), ready for COPY; nullopt for none.
+std::optional<std::string> bytea_text(const std::vector<float>& v) {
+  if (v.empty())
+    return std::nullopt;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result(2 + v.size() * 8, '\0');
+  result[0] = '\\';
+  result[1] = 'x';
+  char* out = result.data() + 2;
+  for (float f : v) {
+    auto u = std::bit_cast<uint32_t>(f);
+    for (int i = 0; i < 4; ++i) {
+      auto byte = (u >> (8 * i)) & 0xff;
+      *out++ = digits[byte >> 4];
+      *out++ = digits[byte & 0xf];
+    }
+  }
+  return result;
+}
+
+/// float32 little-endian bytes back to floats.
+std::vector<float> floats_of(const pqxx::field& f) {
+  std::vector<float> result;
+  if (f.is_null())
+    return result;
+  pqxx::binarystring bytes{f};
+  result.resize(bytes.size() / 4);
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (size_t i = 0; i < result.size(); ++i) {
+    uint32_t u = 0;
+    for (int b = 0; b < 4; ++b)
+      u |= static_cast<uint32_t>(data[4 * i + b]) << (8 * b);
+    result[i] = std::bit_cast<float>(u);
+  }
+  return result;
+}
+
+std::optional<std::string> time_text(int64_t us) {
+  if (us == 0)
+    return std::nullopt;
+  return format_utc(from_epoch_us(us));
+}
+
+std::optional<std::string> optional_text(const std::string& s) {
+  if (s.empty())
+    return std::nullopt;
+  return s;
+}
+
+/// `items` as a PostgreSQL array literal of quoted elements.
+std::string array_literal(const std::vector<std::string>& items) {
+  std::string result = "{";
+  for (const auto& item : items) {
+    if (result.size() > 1)
+      result += ',';
+    result += '"';
+    for (char c : item) {
+      if (c == '"' || c == '\\')
+        result += '\\';
+      result += c;
+    }
+    result += '"';
+  }
+  result += '}';
+  return result;
+}
+
+memories::memory_record to_record(const pqxx::row& row) {
+  memories::memory_record m;
+  m.id = row[0].as<std::string>();
+  m.project_id = row[1].as<std::string>();
+  m.agent_id = optional_string_of(row[2]).value_or("");
+  m.type = row[3].as<std::string>();
+  m.tier = row[4].as<std::string>();
+  m.status = row[5].as<std::string>();
+  m.content = row[6].as<std::string>();
+  m.embedding_model = optional_string_of(row[7]).value_or("");
+  m.embedding_dimension = row[8].as<int32_t>();
+  m.importance = row[9].as<int32_t>();
+  m.pinned = row[10].as<bool>();
+  m.access_count = row[11].as<int32_t>();
+  m.source_type = row[12].as<std::string>();
+  m.superseded_by = optional_string_of(row[13]).value_or("");
+  m.parent_id = optional_string_of(row[14]).value_or("");
+  m.created_at_us = row[15].as<int64_t>();
+  m.updated_at_us = row[16].as<int64_t>();
+  m.last_accessed_at_us = optional_of<int64_t>(row[17]).value_or(0);
+  m.expires_at_us = optional_of<int64_t>(row[18]).value_or(0);
+  m.metadata_json = row[19].as<std::string>();
+  return m;
+}
+
+std::optional<memories::memory_record> read_memory(pqxx::transaction_base& tx,
+                                                   const std::string& id,
+                                                   bool with_embedding) {
+  if (!is_uuid(id))
+    return std::nullopt;
+  auto rows = tx.exec_params(std::string{"SELECT "} + memory_columns
+                               + (with_embedding ? ", m.embedding" : "")
+                               + " FROM engram.memories m "
+                                 "WHERE m.id = $1::uuid",
+                             id);
+  if (rows.empty())
+    return std::nullopt;
+  auto result = to_record(rows[0]);
+  if (with_embedding)
+    result.embedding = floats_of(rows[0][20]);
+  return result;
+}
+
+/// A page cursor: "<created_at in epoch µs>_<id>" of the last memory of a
+/// page.
+struct memory_cursor {
+  int64_t created_at_us = 0;
+  std::string id;
+};
+
+std::optional<memory_cursor> decode_cursor(const std::string& cursor) {
+  auto sep = cursor.find('_');
+  if (sep == std::string::npos || sep == 0)
+    return std::nullopt;
+  memory_cursor result;
+  const char* first = cursor.data();
+  const char* last = cursor.data() + sep;
+  auto [end, ec] = std::from_chars(first, last, result.created_at_us);
+  result.id = cursor.substr(sep + 1);
+  if (ec != std::errc{} || end != last || !is_uuid(result.id))
+    return std::nullopt;
+  return result;
+}
+
+/// The first row index of every client id that an existing memory has.
+std::optional<std::pair<size_t, std::string>>
+first_taken_id(pqxx::transaction_base& tx,
+               const std::unordered_map<std::string, size_t>& client_ids) {
+  std::vector<std::string> ids;
+  ids.reserve(client_ids.size());
+  for (const auto& [id, index] : client_ids)
+    ids.push_back(id);
+  auto rows = tx.exec_params("SELECT id::text FROM engram.memories "
+                             "WHERE id = ANY($1::uuid[])",
+                             array_literal(ids));
+  std::optional<std::pair<size_t, std::string>> result;
+  for (const auto& row : rows) {
+    auto id = row[0].as<std::string>();
+    auto index = client_ids.at(id);
+    if (!result || index < result->first)
+      result = std::make_pair(index, id);
+  }
+  return result;
+}
+
+/// The columns COPY fills, in the order of the tuples `copy_row` makes.
+/// The embedding comes first: pqxx joins a row's fields from the last one
+/// backwards, so the first field is copied least.
+const std::vector<std::string>& copy_columns() {
+  static const std::vector<std::string> columns{
+    "embedding",     "id",          "project_id",       "agent_id",
+    "type",          "tier",        "status",           "content",
+    "embedding_model", "importance", "pinned",          "access_count",
+    "source_type",   "created_at",  "updated_at",       "last_accessed_at",
+    "expires_at",    "metadata"};
+  return columns;
+}
+
+auto copy_row(const memories::memory_row& r, const std::string& id,
+              const std::string& project_id, const std::string& now_text) {
+  return std::make_tuple(
+    bytea_text(r.embedding), id, project_id, optional_text(lower(r.agent_id)),
+    r.type, r.tier, r.status, r.content, optional_text(r.embedding_model),
+    r.importance, r.pinned, r.access_count, r.source_type,
+    r.created_at_us == 0 ? now_text : *time_text(r.created_at_us), now_text,
+    time_text(r.last_accessed_at_us), time_text(r.expires_at_us),
+    r.metadata_json.empty() ? std::string{"{}"} : r.metadata_json);
+}
+
+} // namespace
+
+std::string check_memory_row(const memories::memory_row& r, size_t index) {
+  if (!r.id.empty() && !is_uuid(r.id))
+    return field(index, "id") + " must be a UUID, got '" + r.id.substr(0, 64)
+           + "'";
+  if (!r.agent_id.empty() && !is_uuid(r.agent_id))
+    return field(index, "agent_id") + " must be a UUID, got '"
+           + r.agent_id.substr(0, 64) + "'";
+  if (!is_memory_type(r.type))
+    return field(index, "type")
+           + " must be episodic, semantic, procedural, identity or "
+             "principle, got '"
+           + r.type.substr(0, 64) + "'";
+  if (!is_tier(r.tier))
+    return field(index, "tier") + " must be hot, warm or cold, got '"
+           + r.tier.substr(0, 64) + "'";
+  if (!is_status(r.status))
+    return field(index, "status")
+           + " must be active, superseded or archived, got '"
+           + r.status.substr(0, 64) + "'";
+  if (r.content.empty())
+    return field(index, "content") + " must not be empty";
+  if (r.source_type.empty())
+    return field(index, "source_type") + " must not be empty";
+  if (r.importance < 1 || r.importance > 10)
+    return field(index, "importance") + " must be between 1 and 10, got "
+           + std::to_string(r.importance);
+  if (r.access_count < 0)
+    return field(index, "access_count") + " must not be negative";
+  for (size_t i = 0; i < r.embedding.size(); ++i)
+    if (!std::isfinite(r.embedding[i]))
+      return field(index, "embedding") + "[" + std::to_string(i)
+             + "] must be a finite number";
+  if (!r.embedding.empty() && r.embedding_model.empty())
+    return field(index, "embedding_model") + " is required with an embedding";
+  if (r.embedding.empty() && !r.embedding_model.empty())
+    return field(index, "embedding_model")
+           + " is given without an embedding";
+  auto brace = r.metadata_json.find_first_not_of(" \t\r\n");
+  if (!r.metadata_json.empty()
+      && (brace == std::string::npos || r.metadata_json[brace] != '{'))
+    return field(index, "metadata") + " must be a JSON object";
+  return {};
+}
+
+caf::expected<memories::import_result>
+import_memories(pqxx::dbtransaction& tx,
+                const memories::import_memories_request& req, wall_time now) {
+  const auto& rows = req.rows;
+  if (rows.size() > max_import_rows)
+    return make_error(errc::too_large,
+                      "an import takes at most "
+                        + std::to_string(max_import_rows) + " memories, got "
+                        + std::to_string(rows.size()));
+  if (!get_project(tx, req.project_id))
+    return make_error(errc::not_found,
+                      "project_id: no project with id " + req.project_id);
+  // Everything that can be checked without the database, before writing.
+  std::unordered_map<std::string, size_t> client_ids;
+  // Per model: (dimension, first row with it).
+  std::map<std::string, std::pair<size_t, size_t>> dimensions;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    if (auto problem = check_memory_row(r, i); !problem.empty())
+      return refused(std::move(problem));
+    if (!r.id.empty()) {
+      auto [it, fresh] = client_ids.emplace(lower(r.id), i);
+      if (!fresh)
+        return refused(field(i, "id") + " repeats the id of memories["
+                       + std::to_string(it->second) + "] (" + it->first + ")");
+    }
+    if (!r.embedding.empty()) {
+      auto [it, fresh] = dimensions.emplace(
+        r.embedding_model, std::make_pair(r.embedding.size(), i));
+      if (!fresh && it->second.first != r.embedding.size())
+        return refused(field(i, "embedding") + " has "
+                       + std::to_string(r.embedding.size())
+                       + " dimensions, but memories["
+                       + std::to_string(it->second.second) + "] of model '"
+                       + r.embedding_model + "' has "
+                       + std::to_string(it->second.first));
+    }
+  }
+  memories::import_result result;
+  if (rows.empty())
+    return result;
+  // The dimension each model already has in the project. The locks (taken
+  // in model order, so two imports never wait for each other in a cycle)
+  // keep a concurrent import from storing another dimension meanwhile.
+  if (!dimensions.empty()) {
+    std::vector<std::string> models;
+    for (const auto& [model, dim] : dimensions) {
+      tx.exec_params("SELECT pg_advisory_xact_lock($1, "
+                     "  hashtext($2::text || '/' || $3::text))",
+                     import_lock_class, req.project_id, model);
+      models.push_back(model);
+    }
+    auto stored = tx.exec_params(
+      "SELECT m.model, (SELECT length(e.embedding) / 4 "
+      "  FROM engram.memories e WHERE e.project_id = $1::uuid "
+      "  AND e.embedding_model = m.model AND e.embedding IS NOT NULL "
+      "  LIMIT 1) "
+      "FROM unnest($2::text[]) AS m(model)",
+      req.project_id, array_literal(models));
+    for (const auto& row : stored) {
+      if (row[1].is_null())
+        continue;
+      auto model = row[0].as<std::string>();
+      auto have = row[1].as<size_t>();
+      const auto& [dimension, first] = dimensions.at(model);
+      if (have != dimension)
+        return refused(field(first, "embedding") + " has "
+                       + std::to_string(dimension)
+                       + " dimensions, but the project's memories of model '"
+                       + model + "' have " + std::to_string(have));
+    }
+  }
+  result.ids.reserve(rows.size());
+  for (const auto& r : rows)
+    result.ids.push_back(r.id.empty() ? random_uuid() : lower(r.id));
+  auto project_id = lower(req.project_id);
+  auto now_text = format_utc(now);
+  // In a savepoint, so that an id taken by an existing memory (the primary
+  // key refuses the COPY) can be looked up and named afterwards.
+  try {
+    pqxx::subtransaction sub{tx, "import_memories"};
+    pqxx::stream_to copy{sub, "engram.memories", copy_columns()};
+    for (size_t i = 0; i < rows.size(); ++i)
+      copy << copy_row(rows[i], result.ids[i], project_id, now_text);
+    copy.complete();
+    sub.commit();
+  } catch (const pqxx::unique_violation&) {
+    auto taken = client_ids.empty() ? std::nullopt
+                                    : first_taken_id(tx, client_ids);
+    if (!taken)
+      return make_error(errc::conflict,
+                        "an id of the import was taken by a concurrent "
+                        "write; nothing was imported, try again");
+    return refused(field(taken->first, "id") + ": a memory with id "
+                   + taken->second + " exists already");
+  }
+  result.count = static_cast<int64_t>(rows.size());
+  return result;
+}
+
+caf::expected<memories::memory_page>
+list_memories(pqxx::transaction_base& tx,
+              const memories::list_memories_request& req) {
+  if (!req.agent_id.empty() && !is_uuid(req.agent_id))
+    return refused("agent_id must be a UUID, got '" + req.agent_id.substr(0, 64)
+                   + "'");
+  if (!req.type.empty() && !is_memory_type(req.type))
+    return refused("type must be episodic, semantic, procedural, identity or "
+                   "principle, got '"
+                   + req.type.substr(0, 64) + "'");
+  if (!req.status.empty() && !is_status(req.status))
+    return refused("status must be active, superseded or archived, got '"
+                   + req.status.substr(0, 64) + "'");
+  if (!req.tier.empty() && !is_tier(req.tier))
+    return refused("tier must be hot, warm or cold, got '"
+                   + req.tier.substr(0, 64) + "'");
+  std::optional<memory_cursor> after;
+  if (!req.cursor.empty()) {
+    after = decode_cursor(req.cursor);
+    if (!after)
+      return refused("cursor: malformed page cursor '"
+                     + req.cursor.substr(0, 64) + "'");
+  }
+  if (!get_project(tx, req.project_id))
+    return make_error(errc::not_found,
+                      "project_id: no project with id " + req.project_id);
+  auto limit = req.limit <= 0 ? default_memory_page
+                              : std::min(req.limit, max_memory_page);
+  std::optional<int64_t> after_us;
+  std::optional<std::string> after_id;
+  if (after) {
+    after_us = after->created_at_us;
+    after_id = after->id;
+  }
+  // One row more than asked tells whether there is a next page.
+  auto rows = tx.exec_params(
+    std::string{"SELECT "} + memory_columns
+      + " FROM engram.memories m "
+        "WHERE m.project_id = $1::uuid "
+        "AND ($2::uuid IS NULL OR m.agent_id = $2::uuid) "
+        "AND ($3::text IS NULL OR m.type = $3::text) "
+        "AND ($4::text IS NULL OR m.status = $4::text) "
+        "AND ($5::text IS NULL OR m.tier = $5::text) "
+        "AND ($6::bigint IS NULL OR (m.created_at, m.id) "
+        "    < (engram.from_us($6::bigint), $7::uuid)) "
+        "ORDER BY m.created_at DESC, m.id DESC LIMIT $8",
+    req.project_id, optional_text(req.agent_id), optional_text(req.type),
+    optional_text(req.status), optional_text(req.tier), after_us, after_id,
+    limit + 1);
+  memories::memory_page page;
+  page.memories.reserve(std::min<size_t>(rows.size(), limit));
+  for (const auto& row : rows) {
+    if (static_cast<int64_t>(page.memories.size()) == limit) {
+      const auto& last = page.memories.back();
+      page.next_cursor = std::to_string(last.created_at_us) + "_" + last.id;
+      break;
+    }
+    page.memories.push_back(to_record(row));
+  }
+  return page;
+}
+
+caf::expected<memories::memory_detail>
+get_memory(pqxx::transaction_base& tx, const std::string& id) {
+  auto memory = read_memory(tx, id, true);
+  if (!memory)
+    return make_error(errc::not_found, "memory_id: no memory with id " + id);
+  memories::memory_detail result;
+  result.memory = std::move(*memory);
+  auto rows = tx.exec_params("SELECT id, job_id::text, action, detail::text, "
+                             "  engram.to_us(at) "
+                             "FROM engram.memory_audit "
+                             "WHERE memory_id = $1::uuid ORDER BY id",
+                             id);
+  result.audit.reserve(rows.size());
+  for (const auto& row : rows) {
+    memories::memory_audit_row a;
+    a.id = row[0].as<int64_t>();
+    a.job_id = optional_string_of(row[1]).value_or("");
+    a.action = row[2].as<std::string>();
+    a.detail_json = row[3].as<std::string>();
+    a.at_us = row[4].as<int64_t>();
+    result.audit.push_back(std::move(a));
+  }
+  return result;
+}
+
+caf::expected<memories::memory_record>
+restore_memory(pqxx::transaction_base& tx, const std::string& id,
+               wall_time now) {
+  if (!is_uuid(id))
+    return make_error(errc::not_found, "memory_id: no memory with id " + id);
+  auto current = tx.exec_params("SELECT status, tier, superseded_by::text "
+                                "FROM engram.memories WHERE id = $1::uuid "
+                                "FOR UPDATE",
+                                id);
+  if (current.empty())
+    return make_error(errc::not_found, "memory_id: no memory with id " + id);
+  auto status = current[0][0].as<std::string>();
+  auto tier = current[0][1].as<std::string>();
+  if (status == "active")
+    return make_error(errc::conflict,
+                      "memory " + lower(id)
+                        + " is active; only superseded or archived memories "
+                          "can be restored");
+  // An archived memory goes back to the tier it had before its archiving,
+  // as the archiving's audit row recorded it.
+  auto new_tier = tier;
+  if (status == "archived") {
+    auto recorded = tx.exec_params(
+      "SELECT detail->>'previous_tier' FROM engram.memory_audit "
+      "WHERE memory_id = $1::uuid AND action = 'archived' "
+      "AND detail ? 'previous_tier' ORDER BY id DESC LIMIT 1",
+      id);
+    new_tier = "warm";
+    if (!recorded.empty() && !recorded[0][0].is_null()
+        && is_tier(recorded[0][0].as<std::string>()))
+      new_tier = recorded[0][0].as<std::string>();
+  }
+  auto us = to_epoch_us(now);
+  // The audit row's detail says what the restore undid.
+  tx.exec_params(
+    "WITH before AS (SELECT id, project_id, status, tier, superseded_by "
+    "  FROM engram.memories WHERE id = $1::uuid), "
+    "restored AS (UPDATE engram.memories m SET status = 'active', "
+    "  superseded_by = NULL, tier = $2::text, updated_at = engram.from_us($3) "
+    "  FROM before WHERE m.id = before.id RETURNING m.id) "
+    "INSERT INTO engram.memory_audit (memory_id, project_id, action, detail, "
+    "  at) "
+    "SELECT before.id, before.project_id, 'restored', "
+    "  CASE WHEN before.status = 'superseded' "
+    "    THEN jsonb_build_object('previous_status', before.status, "
+    "      'previous_superseded_by', before.superseded_by) "
+    "    ELSE jsonb_build_object('previous_status', before.status, "
+    "      'previous_tier', before.tier, 'tier', $2::text) "
+    "      || CASE WHEN before.superseded_by IS NULL THEN '{}'::jsonb "
+    "         ELSE jsonb_build_object('previous_superseded_by', "
+    "           before.superseded_by) END "
+    "  END, engram.from_us($3) "
+    "FROM before, restored",
+    id, new_tier, us);
+  return *read_memory(tx, id, false);
+}
+
+} // namespace engram::storage
