@@ -13,7 +13,7 @@ namespace {
 json::value memory_id(const snapshot& s, uint32_t i) {
   if (i >= s.memories.size())
     return nullptr;
-  return json::value{s.memories[i].id};
+  return json::value(s.memories[i].id);
 }
 
 json::array memory_ids(const snapshot& s, std::span<const uint32_t> idx) {
@@ -27,13 +27,13 @@ json::array memory_ids(const snapshot& s, std::span<const uint32_t> idx) {
 json::value agent(std::string_view agent_id) {
   if (agent_id.empty())
     return nullptr;
-  return json::value{agent_id};
+  return json::value(agent_id);
 }
 
 json::value model_of(const snapshot& s, int32_t space) {
   if (space < 0 || static_cast<size_t>(space) >= s.spaces.size())
     return nullptr;
-  return json::value{s.spaces[space].model};
+  return json::value(s.spaces[space].model);
 }
 
 json::object with_metrics(std::string_view phase, json::object metrics) {
@@ -89,7 +89,7 @@ json::object plan_json(const snapshot& s, const patterns_plan& plan) {
   json::array patterns;
   for (const auto& p : plan.patterns) {
     json::object x;
-    x["seed_id"] = p.members.empty() ? json::value{nullptr}
+    x["seed_id"] = p.members.empty() ? json::value(nullptr)
                                      : memory_id(s, p.members.front());
     x["label"] = p.label;
     x["support"] = static_cast<int64_t>(p.members.size());
@@ -140,15 +140,15 @@ json::object plan_json(const snapshot& s, const hierarchy_plan& plan) {
     json::object x;
     x["action"] = a.creates ? "create" : "update";
     x["principle_id"] = a.existing ? memory_id(s, *a.existing)
-                                   : json::value{nullptr};
-    x["new_principle"] = a.existing ? json::value{nullptr}
-                                    : json::value{a.new_number};
+                                   : json::value(nullptr);
+    x["new_principle"] = a.existing ? json::value(nullptr)
+                                    : json::value(static_cast<int64_t>(a.new_number));
     if (a.pattern < s.patterns.size()) {
       const auto& p = s.patterns[a.pattern];
-      x["pattern_id"] = p.id.empty() ? json::value{nullptr}
-                                     : json::value{p.id};
+      x["pattern_id"] = p.id.empty() ? json::value(nullptr)
+                                     : json::value(p.id);
       x["pattern_seed_id"] = p.members.empty()
-                               ? json::value{nullptr}
+                               ? json::value(nullptr)
                                : memory_id(s, p.members.front());
       x["pattern_label"] = p.label;
       x["support"] = static_cast<int64_t>(p.members.size());
@@ -169,10 +169,10 @@ json::object plan_json(const snapshot& s, const playbook_plan& plan) {
     json::object x;
     x["action"] = a.creates ? "create" : "update";
     x["entry_id"] = a.existing && *a.existing < s.playbook.size()
-                      ? json::value{s.playbook[*a.existing].id}
-                      : json::value{nullptr};
-    x["new_entry"] = a.existing ? json::value{nullptr}
-                                : json::value{a.new_number};
+                      ? json::value(s.playbook[*a.existing].id)
+                      : json::value(nullptr);
+    x["new_entry"] = a.existing ? json::value(nullptr)
+                                : json::value(static_cast<int64_t>(a.new_number));
     x["principle_id"] = memory_id(s, a.principle);
     if (a.creates)
       x["title"] = a.title;
