@@ -25,3 +25,16 @@ if(ENGRAM_BUILD_TESTS)
   find_package(GTest REQUIRED)
   include(GoogleTest)
 endif()
+
+# OpenBLAS (sgemm with run-time CPU dispatch) for the similarity kernel.
+# Its own cblas.h (which also declares openblas_set_num_threads), not the
+# one the BLAS alternatives point at.
+find_library(OPENBLAS_LIBRARY openblas REQUIRED)
+find_path(OPENBLAS_INCLUDE_DIR cblas.h
+  PATHS /usr/include/x86_64-linux-gnu/openblas-pthread
+        /usr/include/aarch64-linux-gnu/openblas-pthread /usr/include/openblas
+  NO_DEFAULT_PATH REQUIRED)
+add_library(engram::openblas INTERFACE IMPORTED)
+set_target_properties(engram::openblas PROPERTIES
+  INTERFACE_INCLUDE_DIRECTORIES "${OPENBLAS_INCLUDE_DIR}"
+  INTERFACE_LINK_LIBRARIES "${OPENBLAS_LIBRARY}")

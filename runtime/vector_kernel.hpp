@@ -1,0 +1,132 @@
+#pragma once
+
+// The similarity kernel of consolidation (DESIGN §6): unit vectors in
+// contiguous row-major float32 matrices, cosine as the dot product of unit
+// vectors computed block by block with OpenBLAS `sgemm`, and the greedy
+// "first leader above the threshold" rule every phase uses, evaluated
+// exactly without ever building an n × n matrix.
+//
+// Exactness: a cosine is the float32 result of the kernel for that pair,
+// and every comparison is strict against the threshold converted to float
+// (`sim > float(threshold)`): a pair whose float cosine is exactly 0.92f
+// does not pass 0.92. Each pair a decision needs is computed once, so a
+// decision never depends on how the rows were blocked.
+//
+// Threads: OpenBLAS runs single-threaded here (callers run the kernel on
+// their own detached actor, so CPU-heavy phase work never takes the
+// cooperative scheduler's threads).
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace engram::vec {
+
+/// A read-only row-major matrix: `rows` vectors of `dim` floats.
+struct matrix_view {
+  const float* data = nullptr;
+  size_t rows = 0;
+  size_t dim = 0;
+
+  [[nodiscard]] const float* row(size_t i) const {
+    return data + i * dim;
+  }
+};
+
+/// An owning row-major matrix of `dim`-float rows.
+class matrix {
+public:
+  matrix() = default;
+  explicit matrix(size_t dim) : dim_{dim} {
+  }
+
+  [[nodiscard]] size_t rows() const {
+    return dim_ == 0 ? 0 : data_.size() / dim_;
+  }
+  [[nodiscard]] size_t dim() const {
+    return dim_;
+  }
+  [[nodiscard]] const float* row(size_t i) const {
+    return data_.data() + i * dim_;
+  }
+  [[nodiscard]] float* row(size_t i) {
+    return data_.data() + i * dim_;
+  }
+  /// Appends a copy of `values` (`dim()` floats) and returns its row index.
+  size_t append(const float* values);
+  /// Appends `n` zero rows and returns the index of the first.
+  size_t append_zero(size_t n = 1);
+  void reserve(size_t rows) {
+    data_.reserve(rows * dim_);
+  }
+  [[nodiscard]] matrix_view view() const {
+    return {data_.data(), rows(), dim_};
+  }
+  /// Rows [first, first + count).
+  [[nodiscard]] matrix_view slice(size_t first, size_t count) const {
+    return {data_.data() + first * dim_, count, dim_};
+  }
+
+private:
+  size_t dim_ = 0;
+  std::vector<float> data_;
+};
+
+/// Scales `v` to unit length (the norm is taken in double). Returns false,
+/// leaving `v` all zeros, when `v` is zero or has a non-finite value: such
+/// a vector matches nothing.
+bool normalize(std::span<float> v);
+
+/// The normalised mean of the rows `members` of `m` (a centroid), written
+/// to `out` (`m.dim` floats). Returns false when the mean is zero.
+bool normalized_mean(matrix_view m, std::span<const uint32_t> members,
+                     std::span<float> out);
+
+/// out[i * b.rows + j] = a.row(i) · b.row(j) for all i, j (one sgemm;
+/// `a.dim == b.dim`). Counts into `counters()`.
+void dot_block(matrix_view a, matrix_view b, float* out);
+
+/// The float cosine of two unit vectors as the kernel computes it (a 1 × 1
+/// `dot_block`).
+[[nodiscard]] float cosine(const float* a, const float* b, size_t dim);
+
+/// The outcome of `assign_leaders`: leaders are numbered in order, first
+/// the `initial` ones (0 … initial.rows - 1), then the rows that became
+/// leaders, in row order.
+struct leader_assignment {
+  /// For each row, the number of the leader it joined; a row that became
+  /// a leader has its own number.
+  std::vector<uint32_t> leader_of;
+  /// For each new leader (number initial.rows + k), its row.
+  std::vector<uint32_t> new_leader_rows;
+  /// The number of initial leaders.
+  size_t initial_count = 0;
+
+  [[nodiscard]] bool is_leader_row(size_t row) const {
+    return leader_of[row] >= initial_count
+           && new_leader_rows[leader_of[row] - initial_count] == row;
+  }
+};
+
+/// The greedy rule of every phase: visit `rows` in order; a row joins the
+/// first leader (in leader order) whose cosine with it is > `threshold`,
+/// otherwise it becomes a leader itself. `initial` leaders (may be empty)
+/// come before every new one. Computed in blocks of `block` rows with
+/// sgemm against the leaders so far; memory stays O(block × leaders).
+/// All-zero rows never join and always lead.
+[[nodiscard]] leader_assignment assign_leaders(matrix_view rows, float threshold,
+                                               matrix_view initial = {},
+                                               size_t block = 256);
+
+/// Floating-point work done by `dot_block` since the last `reset_counters`
+/// (2 · m · n · dim per call) and the time spent in it.
+struct kernel_counters {
+  double flops = 0;
+  double seconds = 0;
+};
+
+[[nodiscard]] kernel_counters counters();
+void reset_counters();
+
+} // namespace engram::vec
