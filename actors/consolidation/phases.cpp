@@ -526,6 +526,9 @@ hierarchy_plan plan_hierarchy(const snapshot& s, const settings& cfg) {
   std::vector<std::string> new_agents;
   std::vector<std::string> agents;
   std::vector<uint32_t> updated;
+  // A member is linked once, by the first pattern that lists it (patterns
+  // loaded from storage may overlap).
+  std::vector<bool> linked(s.memories.size(), false);
   for (const auto& [p, t] : targets) {
     const auto& pat = s.patterns[p];
     principle_action a;
@@ -568,8 +571,9 @@ hierarchy_plan plan_hierarchy(const snapshot& s, const settings& cfg) {
       const auto& m = s.memories[i];
       if (!m.active() || m.type == memory_type::principle)
         continue;
-      if (target_id != nullptr && m.parent_id == *target_id)
+      if (linked[i] || (target_id != nullptr && m.parent_id == *target_id))
         continue;
+      linked[i] = true;
       a.members_to_link.push_back(i);
       agents.push_back(m.agent_id);
     }

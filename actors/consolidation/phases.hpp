@@ -223,7 +223,8 @@ struct principle_action {
   /// Principles this plan creates are numbered 0, 1, ... in creation order.
   uint32_t new_number = 0;
   /// The pattern's members that are still active, are not principles and
-  /// whose parent_id is not already the target: they get it as parent.
+  /// whose parent_id is not already the target: they get it as parent. A
+  /// member two patterns share is linked by the first only.
   std::vector<uint32_t> members_to_link;
   /// The maximum importance of the pattern's members.
   int32_t importance = 0;

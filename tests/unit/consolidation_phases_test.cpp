@@ -731,6 +731,26 @@ TEST(ConsolidationHierarchy, ALaterPatternUpdatesAPrincipleCreatedEarlier) {
     EXPECT_TRUE(a.members_to_link.empty());
 }
 
+TEST(ConsolidationHierarchy, AMemberOfTwoPatternsIsLinkedOnce) {
+  builder b;
+  // Patterns loaded from storage may overlap: the first pattern links the
+  // shared member, the second leaves it.
+  auto first = five(b, 1, 0);
+  auto second = five(b, 10, 1);
+  second[4] = first[0];
+  b.s.patterns.push_back(make_pattern(first, axis(0)));
+  b.s.patterns.push_back(make_pattern(second, axis(1)));
+  auto plan = plan_hierarchy(b.s, defaults);
+  ASSERT_EQ(plan.actions.size(), 2u);
+  EXPECT_EQ(plan.actions[0].members_to_link, first);
+  EXPECT_EQ(plan.actions[1].members_to_link,
+            (ids{second[0], second[1], second[2], second[3]}));
+  std::vector<principle_outcome> outcomes{{uuid(100), as_of, "one", {}, ""},
+                                          {uuid(101), as_of, "two", {}, ""}};
+  ASSERT_FALSE(apply_hierarchy(b.s, plan, outcomes));
+  EXPECT_EQ(b[first[0]].parent_id, uuid(100));
+}
+
 TEST(ConsolidationHierarchy, ApplyUpdatesContentAndRaisesImportance) {
   builder b;
   auto p = add_principle(b, 50, axis(0));
