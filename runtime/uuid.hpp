@@ -1,5 +1,8 @@
 #pragma once
 
+#include <cstdint>
+#include <random>
+#include <string>
 #include <string_view>
 
 namespace engram {
@@ -22,6 +25,28 @@ namespace engram {
     }
   }
   return true;
+}
+
+/// A random (version 4) UUID in canonical lower-case text form.
+[[nodiscard]] inline std::string random_uuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng();
+  uint64_t lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string result(36, '-');
+  size_t pos = 0;
+  auto put = [&](uint64_t word) {
+    for (int shift = 60; shift >= 0; shift -= 4) {
+      if (pos == 8 || pos == 13 || pos == 18 || pos == 23)
+        ++pos;
+      result[pos++] = digits[(word >> shift) & 0xf];
+    }
+  };
+  put(hi);
+  put(lo);
+  return result;
 }
 
 } // namespace engram

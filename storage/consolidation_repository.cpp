@@ -1,0 +1,594 @@
+#include "storage/consolidation_repository.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <tuple>
+
+#include <boost/json.hpp>
+#include <pqxx/result>
+#include <pqxx/stream_to>
+#include <pqxx/transaction>
+
+#include "messages/errc.hpp"
+#include "messages/tasks.hpp"
+#include "runtime/uuid.hpp"
+#include "storage/sql_values.hpp"
+#include "storage/task_repository.hpp"
+
+namespace engram::storage {
+
+namespace {
+
+using namespace sql_values;
+using consolidation::job_record;
+
+constexpr auto job_columns
+  = "j.id::text, j.project_id::text, j.status, j.trigger_type, "
+    "coalesce(j.triggered_by, ''), j.options::text, "
+    "array_to_string(j.phases_completed, ','), j.metrics::text, "
+    "j.memories_processed, j.memories_merged, j.memories_archived, "
+    "coalesce(j.error_message, ''), engram.to_us(j.created_at), "
+    "coalesce(engram.to_us(j.started_at), 0), "
+    "coalesce(engram.to_us(j.completed_at), 0), coalesce(j.duration_ms, 0), "
+    "coalesce(j.task_id, 0)";
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    auto end = s.find(',', start);
+    if (end == std::string::npos)
+      end = s.size();
+    out.emplace_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+job_record job_of(const pqxx::row& row) {
+  job_record j;
+  j.id = row[0].as<std::string>();
+  j.project_id = row[1].as<std::string>();
+  j.status = row[2].as<std::string>();
+  j.trigger_type = row[3].as<std::string>();
+  j.triggered_by = row[4].as<std::string>();
+  j.options_json = row[5].as<std::string>();
+  j.phases_completed = split_commas(row[6].as<std::string>());
+  j.metrics_json = row[7].as<std::string>();
+  j.memories_processed = row[8].as<int64_t>();
+  j.memories_merged = row[9].as<int64_t>();
+  j.memories_archived = row[10].as<int64_t>();
+  j.error_message = row[11].as<std::string>();
+  j.created_at_us = row[12].as<int64_t>();
+  j.started_at_us = row[13].as<int64_t>();
+  j.completed_at_us = row[14].as<int64_t>();
+  j.duration_ms = row[15].as<int64_t>();
+  j.task_id = row[16].as<int64_t>();
+  return j;
+}
+
+std::optional<job_record> read_job(pqxx::transaction_base& tx,
+                                   const std::string& id, bool lock = false) {
+  if (!is_uuid(id))
+    return std::nullopt;
+  auto rows = tx.exec_params(std::string{"SELECT "} + job_columns
+                               + " FROM engram.consolidation_jobs j "
+                                 "WHERE j.id = $1"
+                               + (lock ? " FOR UPDATE" : ""),
+                             id);
+  if (rows.empty())
+    return std::nullopt;
+  return job_of(rows[0]);
+}
+
+caf::error refused(errc code, std::string message) {
+  return make_error(code, std::move(message));
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+/// The selected phases in their fixed order; an unknown or repeated name
+/// is an error (the message names it).
+caf::expected<std::vector<std::string>>
+canonical_phases(const std::vector<std::string>& selected) {
+  const auto& all = consolidation::phase_names();
+  if (selected.empty())
+    return all;
+  for (size_t i = 0; i < selected.size(); ++i) {
+    if (std::find(all.begin(), all.end(), selected[i]) == all.end())
+      return refused(errc::invalid_argument,
+                     "phases[" + std::to_string(i) + "]: unknown phase \""
+                       + selected[i] + "\"");
+    if (std::find(selected.begin(), selected.begin() + i, selected[i])
+        != selected.begin() + i)
+      return refused(errc::invalid_argument,
+                     "phases[" + std::to_string(i) + "]: \"" + selected[i]
+                       + "\" is listed twice");
+  }
+  std::vector<std::string> out;
+  for (const auto& p : all)
+    if (std::find(selected.begin(), selected.end(), p) != selected.end())
+      out.push_back(p);
+  return out;
+}
+
+/// Makes the session's scratch tables (once per session; emptied at every
+/// commit).
+void ensure_scratch_tables(pqxx::transaction_base& tx) {
+  tx.exec0(
+    "CREATE TEMP TABLE IF NOT EXISTS consolidation_rewrites ("
+    "  id uuid, content text, embedding bytea, embedding_model text, "
+    "  importance integer) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS consolidation_supersedes ("
+    "  id uuid, by_id uuid) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS consolidation_states ("
+    "  id uuid, status text, tier text, parent_id uuid) "
+    "  ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS consolidation_patterns ("
+    "  id uuid, seed_memory_id uuid, label text, support integer, "
+    "  member_ids uuid[], centroid bytea, embedding_model text, "
+    "  position integer) ON COMMIT DELETE ROWS");
+}
+
+/// Throws `conflict` through the caller: how many rows an update was
+/// meant to change vs. how many it did.
+caf::error changed_underneath(std::string_view what, size_t expected,
+                              size_t changed) {
+  return refused(errc::conflict,
+                 std::string{what} + ": " + std::to_string(expected - changed)
+                   + " of " + std::to_string(expected)
+                   + " memories are no longer active (changed by another "
+                     "writer); the phase was rolled back and will run again");
+}
+
+} // namespace
+
+caf::expected<job_record>
+create_job(pqxx::transaction_base& tx,
+           const consolidation::create_job_request& req, wall_time now) {
+  if (!req.id.empty() && !is_uuid(req.id))
+    return refused(errc::invalid_argument, "id: not a UUID");
+  if (!is_uuid(req.project_id))
+    return refused(errc::invalid_argument, "project_id: not a UUID");
+  if (req.trigger_type != "manual" && req.trigger_type != "scheduled")
+    return refused(errc::invalid_argument,
+                   "trigger_type: must be \"manual\" or \"scheduled\"");
+  auto phases = canonical_phases(req.phases);
+  if (!phases)
+    return phases.error();
+  if (!req.id.empty())
+    if (auto existing = read_job(tx, lower(req.id)))
+      return *existing;
+  auto id = req.id.empty() ? random_uuid() : lower(req.id);
+  boost::json::object options;
+  boost::json::array phase_list;
+  for (const auto& p : *phases)
+    phase_list.emplace_back(p);
+  options["phases"] = std::move(phase_list);
+  if (req.as_of_us != 0) {
+    options["as_of"] = format_utc(from_epoch_us(req.as_of_us));
+    options["as_of_us"] = req.as_of_us;
+  }
+  auto inserted = tx.exec_params(
+    "INSERT INTO engram.consolidation_jobs "
+    "  (id, project_id, status, trigger_type, triggered_by, options, "
+    "   created_at) "
+    "VALUES ($1, $2, 'queued', $3, $4, $5::jsonb, engram.from_us($6)) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id",
+    id, lower(req.project_id), req.trigger_type, optional_text(req.triggered_by),
+    boost::json::serialize(options), to_epoch_us(now));
+  if (inserted.empty()) // created concurrently with the same id
+    return *read_job(tx, id);
+  tasks::enqueue_request task;
+  task.name = "consolidation.run_project";
+  task.queue = req.queue;
+  task.priority = req.priority;
+  boost::json::object args;
+  args["project_id"] = lower(req.project_id);
+  args["job_id"] = id;
+  task.args_json = boost::json::serialize(args);
+  task.unique_key = "consolidation.job:" + id;
+  auto queued = enqueue_task(tx, task, now);
+  tx.exec_params0("UPDATE engram.consolidation_jobs SET task_id = $2 "
+                  "WHERE id = $1",
+                  id, queued.id);
+  return *read_job(tx, id);
+}
+
+caf::expected<job_record> get_job(pqxx::transaction_base& tx,
+                                  const std::string& id) {
+  if (auto job = read_job(tx, lower(id)))
+    return *job;
+  return refused(errc::not_found, "no consolidation job " + id);
+}
+
+caf::expected<consolidation::job_page>
+list_jobs(pqxx::transaction_base& tx,
+          const consolidation::list_jobs_request& req) {
+  if (!is_uuid(req.project_id))
+    return refused(errc::invalid_argument, "project_id: not a UUID");
+  // The cursor is "<created_at us>_<id>" of the last job of a page.
+  int64_t cursor_us = 0;
+  std::string cursor_id;
+  if (!req.cursor.empty()) {
+    auto sep = req.cursor.find('_');
+    auto ok = sep != std::string::npos;
+    if (ok) {
+      auto [ptr, ec] = std::from_chars(req.cursor.data(),
+                                       req.cursor.data() + sep, cursor_us);
+      cursor_id = req.cursor.substr(sep + 1);
+      ok = ec == std::errc{} && ptr == req.cursor.data() + sep
+           && is_uuid(cursor_id);
+    }
+    if (!ok)
+      return refused(errc::invalid_argument,
+                     "cursor: not a cursor this endpoint returned");
+  }
+  auto limit = std::clamp<int32_t>(req.limit <= 0 ? default_job_page
+                                                  : req.limit,
+                                   1, max_job_page);
+  auto rows = tx.exec_params(
+    std::string{"SELECT "} + job_columns
+      + " FROM engram.consolidation_jobs j WHERE j.project_id = $1 "
+        "AND ($2 = '' OR (j.created_at, j.id) < "
+        "  (engram.from_us($3), nullif($2, '')::uuid)) "
+        "ORDER BY j.created_at DESC, j.id DESC LIMIT $4",
+    lower(req.project_id), lower(cursor_id), cursor_us, limit + 1);
+  consolidation::job_page page;
+  for (const auto& row : rows) {
+    if (static_cast<int32_t>(page.jobs.size()) == limit) {
+      const auto& last = page.jobs.back();
+      page.next_cursor = std::to_string(last.created_at_us) + "_" + last.id;
+      break;
+    }
+    page.jobs.push_back(job_of(row));
+  }
+  return page;
+}
+
+std::vector<std::string> enabled_projects(pqxx::transaction_base& tx) {
+  auto rows = tx.exec("SELECT id::text FROM engram.projects "
+                      "WHERE consolidation_enabled ORDER BY id");
+  std::vector<std::string> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows)
+    out.push_back(row[0].as<std::string>());
+  return out;
+}
+
+caf::expected<consolidation::job_start>
+begin_job(pqxx::transaction_base& tx, const std::string& job_id,
+          wall_time now) {
+  auto job = read_job(tx, lower(job_id), true);
+  if (!job)
+    return refused(errc::not_found, "no consolidation job " + job_id);
+  consolidation::job_start start;
+  if (job->status == "completed" || job->status == "cancelled") {
+    start.job = std::move(*job);
+    return start;
+  }
+  auto locked = tx.exec_params1(
+    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+    consolidation_lock_class, job->project_id)[0]
+                  .as<bool>();
+  if (!locked)
+    return refused(errc::conflict, "project " + job->project_id
+                                     + " is being consolidated by another "
+                                       "job; try again when it is done");
+  auto project = tx.exec_params(
+    "SELECT consolidation_enabled, consolidation_config::text "
+    "FROM engram.projects WHERE id = $1",
+    job->project_id);
+  if (!project.empty()) {
+    start.project_found = true;
+    start.consolidation_enabled = project[0][0].as<bool>();
+    start.config_json = project[0][1].as<std::string>();
+  }
+  tx.exec_params0("UPDATE engram.consolidation_jobs SET status = 'running', "
+                  "  started_at = coalesce(started_at, engram.from_us($2)), "
+                  "  error_message = NULL, completed_at = NULL "
+                  "WHERE id = $1",
+                  job->id, to_epoch_us(now));
+  start.job = *read_job(tx, job->id);
+  return start;
+}
+
+consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
+                                           const std::string& project_id) {
+  consolidation::snapshot_data out;
+  if (!is_uuid(project_id))
+    return out;
+  auto id = lower(project_id);
+  auto rows = tx.exec_params(
+    "SELECT id::text, coalesce(agent_id::text, ''), type, tier, importance, "
+    "  pinned, access_count, source_type, engram.to_us(created_at), "
+    "  coalesce(engram.to_us(last_accessed_at), 0), "
+    "  coalesce(engram.to_us(expires_at), 0), content, "
+    "  coalesce(parent_id::text, ''), coalesce(embedding_model, ''), "
+    "  embedding "
+    "FROM engram.memories WHERE project_id = $1 AND status = 'active' "
+    "ORDER BY created_at, id",
+    id);
+  out.memories.reserve(rows.size());
+  for (const auto& row : rows) {
+    consolidation::memory_state m;
+    m.id = row[0].as<std::string>();
+    m.agent_id = row[1].as<std::string>();
+    m.type = row[2].as<std::string>();
+    m.tier = row[3].as<std::string>();
+    m.importance = row[4].as<int32_t>();
+    m.pinned = row[5].as<bool>();
+    m.access_count = row[6].as<int32_t>();
+    m.source_type = row[7].as<std::string>();
+    m.created_at_us = row[8].as<int64_t>();
+    m.last_accessed_at_us = row[9].as<int64_t>();
+    m.expires_at_us = row[10].as<int64_t>();
+    m.content = row[11].as<std::string>();
+    m.parent_id = row[12].as<std::string>();
+    m.embedding_model = row[13].as<std::string>();
+    m.offset = out.floats.size();
+    m.dim = static_cast<uint32_t>(append_floats(row[14], out.floats));
+    out.memories.push_back(std::move(m));
+  }
+  auto patterns = tx.exec_params(
+    "SELECT id::text, seed_memory_id::text, label, "
+    "  array_to_string(member_ids, ','), coalesce(embedding_model, ''), "
+    "  centroid "
+    "FROM engram.patterns WHERE project_id = $1 ORDER BY position, id",
+    id);
+  for (const auto& row : patterns) {
+    consolidation::pattern_state p;
+    p.id = row[0].as<std::string>();
+    p.seed_memory_id = row[1].as<std::string>();
+    p.label = row[2].as<std::string>();
+    p.member_ids = split_commas(row[3].as<std::string>());
+    p.embedding_model = row[4].as<std::string>();
+    p.offset = out.floats.size();
+    p.dim = static_cast<uint32_t>(append_floats(row[5], out.floats));
+    out.patterns.push_back(std::move(p));
+  }
+  auto entries = tx.exec_params(
+    "SELECT id::text, coalesce(agent_id::text, ''), "
+    "  coalesce(principle_id::text, ''), title, content, "
+    "  engram.to_us(created_at), coalesce(embedding_model, ''), embedding "
+    "FROM engram.playbook_entries WHERE project_id = $1 "
+    "ORDER BY created_at, id",
+    id);
+  for (const auto& row : entries) {
+    consolidation::playbook_state e;
+    e.id = row[0].as<std::string>();
+    e.agent_id = row[1].as<std::string>();
+    e.principle_id = row[2].as<std::string>();
+    e.title = row[3].as<std::string>();
+    e.content = row[4].as<std::string>();
+    e.created_at_us = row[5].as<int64_t>();
+    e.embedding_model = row[6].as<std::string>();
+    e.offset = out.floats.size();
+    e.dim = static_cast<uint32_t>(append_floats(row[7], out.floats));
+    out.playbook.push_back(std::move(e));
+  }
+  return out;
+}
+
+caf::expected<job_record>
+commit_phase(pqxx::transaction_base& tx,
+             const consolidation::phase_commit& c) {
+  auto job = read_job(tx, lower(c.job_id), true);
+  if (!job)
+    return refused(errc::not_found, "no consolidation job " + c.job_id);
+  if (job->status != "running")
+    return refused(errc::conflict, "consolidation job " + job->id + " is "
+                                     + job->status + ", not running");
+  auto project = lower(c.project_id);
+  auto now_us = c.now_us;
+  auto now_text = format_utc(from_epoch_us(now_us));
+  ensure_scratch_tables(tx);
+  // New memories first: later changes may point at them.
+  if (!c.inserts.empty()) {
+    pqxx::stream_to copy{
+      tx, "engram.memories",
+      std::vector<std::string>{"id", "project_id", "agent_id", "type", "tier",
+                               "status", "content", "embedding",
+                               "embedding_model", "importance", "source_type",
+                               "created_at", "updated_at", "metadata"}};
+    for (const auto& m : c.inserts)
+      copy << std::make_tuple(
+        lower(m.id), project, optional_text(lower(m.agent_id)), m.type, m.tier,
+        std::string{"active"}, m.content, bytea_text(m.embedding),
+        m.embedding.empty() ? std::nullopt : optional_text(m.embedding_model),
+        m.importance, m.source_type,
+        m.created_at_us == 0 ? now_text : *time_text(m.created_at_us),
+        now_text, m.metadata_json.empty() ? std::string{"{}"}
+                                          : m.metadata_json);
+    copy.complete();
+  }
+  if (!c.rewrites.empty()) {
+    {
+      pqxx::stream_to copy{tx, "consolidation_rewrites",
+                           std::vector<std::string>{"id", "content",
+                                                    "embedding",
+                                                    "embedding_model",
+                                                    "importance"}};
+      for (const auto& r : c.rewrites)
+        copy << std::make_tuple(lower(r.id), r.content, bytea_text(r.embedding),
+                                optional_text(r.embedding_model),
+                                r.importance);
+      copy.complete();
+    }
+    auto changed = tx.exec_params(
+      "UPDATE engram.memories m SET content = r.content, "
+      "  embedding = coalesce(r.embedding, m.embedding), "
+      "  embedding_model = CASE WHEN r.embedding IS NULL "
+      "    THEN m.embedding_model ELSE r.embedding_model END, "
+      "  importance = CASE WHEN r.importance > 0 THEN r.importance "
+      "    ELSE m.importance END, "
+      "  updated_at = engram.from_us($2) "
+      "FROM consolidation_rewrites r "
+      "WHERE m.id = r.id AND m.project_id = $1 AND m.status = 'active'",
+      project, now_us);
+    if (changed.affected_rows() != c.rewrites.size())
+      return changed_underneath("rewrite", c.rewrites.size(),
+                                changed.affected_rows());
+  }
+  if (!c.supersedes.empty()) {
+    {
+      pqxx::stream_to copy{tx, "consolidation_supersedes",
+                           std::vector<std::string>{"id", "by_id"}};
+      for (const auto& s : c.supersedes)
+        copy << std::make_tuple(lower(s.id), lower(s.by));
+      copy.complete();
+    }
+    auto changed = tx.exec_params(
+      "UPDATE engram.memories m SET status = 'superseded', "
+      "  superseded_by = s.by_id, updated_at = engram.from_us($2) "
+      "FROM consolidation_supersedes s "
+      "WHERE m.id = s.id AND m.project_id = $1 AND m.status = 'active'",
+      project, now_us);
+    if (changed.affected_rows() != c.supersedes.size())
+      return changed_underneath("supersede", c.supersedes.size(),
+                                changed.affected_rows());
+  }
+  if (!c.state_changes.empty()) {
+    {
+      pqxx::stream_to copy{tx, "consolidation_states",
+                           std::vector<std::string>{"id", "status", "tier",
+                                                    "parent_id"}};
+      for (const auto& s : c.state_changes)
+        copy << std::make_tuple(lower(s.id), optional_text(s.status),
+                                optional_text(s.tier),
+                                optional_text(lower(s.parent_id)));
+      copy.complete();
+    }
+    auto changed = tx.exec_params(
+      "UPDATE engram.memories m SET status = coalesce(s.status, m.status), "
+      "  tier = coalesce(s.tier, m.tier), "
+      "  parent_id = coalesce(s.parent_id, m.parent_id), "
+      "  updated_at = engram.from_us($2) "
+      "FROM consolidation_states s "
+      "WHERE m.id = s.id AND m.project_id = $1 AND m.status = 'active'",
+      project, now_us);
+    if (changed.affected_rows() != c.state_changes.size())
+      return changed_underneath("state change", c.state_changes.size(),
+                                changed.affected_rows());
+  }
+  if (!c.audits.empty()) {
+    pqxx::stream_to copy{tx, "engram.memory_audit",
+                         std::vector<std::string>{"memory_id", "project_id",
+                                                  "job_id", "action", "detail",
+                                                  "at"}};
+    for (const auto& a : c.audits)
+      copy << std::make_tuple(lower(a.memory_id), project, job->id, a.action,
+                              a.detail_json.empty() ? std::string{"{}"}
+                                                    : a.detail_json,
+                              now_text);
+    copy.complete();
+  }
+  if (c.replace_patterns) {
+    {
+      pqxx::stream_to copy{
+        tx, "consolidation_patterns",
+        std::vector<std::string>{"id", "seed_memory_id", "label", "support",
+                                 "member_ids", "centroid", "embedding_model",
+                                 "position"}};
+      int32_t position = 0;
+      for (const auto& p : c.patterns)
+        copy << std::make_tuple(
+          p.id.empty() ? random_uuid() : lower(p.id), lower(p.seed_memory_id),
+          p.label, static_cast<int32_t>(p.member_ids.size()),
+          array_literal(p.member_ids), bytea_text(p.centroid),
+          p.centroid.empty() ? std::nullopt : optional_text(p.embedding_model),
+          position++);
+      copy.complete();
+    }
+    tx.exec_params0(
+      "DELETE FROM engram.patterns p WHERE p.project_id = $1 AND NOT EXISTS "
+      "  (SELECT 1 FROM consolidation_patterns n "
+      "   WHERE n.seed_memory_id = p.seed_memory_id)",
+      project);
+    tx.exec_params0(
+      "INSERT INTO engram.patterns (id, project_id, seed_memory_id, label, "
+      "  support, member_ids, centroid, embedding_model, position, job_id, "
+      "  created_at, updated_at) "
+      "SELECT n.id, $1, n.seed_memory_id, n.label, n.support, n.member_ids, "
+      "  n.centroid, n.embedding_model, n.position, $2, engram.from_us($3), "
+      "  engram.from_us($3) FROM consolidation_patterns n "
+      "ON CONFLICT (project_id, seed_memory_id) DO UPDATE SET "
+      "  label = excluded.label, support = excluded.support, "
+      "  member_ids = excluded.member_ids, centroid = excluded.centroid, "
+      "  embedding_model = excluded.embedding_model, "
+      "  position = excluded.position, job_id = excluded.job_id, "
+      "  updated_at = excluded.updated_at",
+      project, job->id, now_us);
+  }
+  for (const auto& e : c.playbook) {
+    if (e.create) {
+      tx.exec_params0(
+        "INSERT INTO engram.playbook_entries (id, project_id, agent_id, "
+        "  principle_id, title, content, embedding, embedding_model, "
+        "  created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, $8, engram.from_us($9), "
+        "  engram.from_us($9))",
+        lower(e.id), project, optional_text(lower(e.agent_id)),
+        optional_text(lower(e.principle_id)), e.title, e.content,
+        bytea_text(e.embedding),
+        e.embedding.empty() ? std::nullopt : optional_text(e.embedding_model),
+        now_us);
+    } else {
+      auto changed = tx.exec_params(
+        "UPDATE engram.playbook_entries SET principle_id = $3, "
+        "  content = $4, updated_at = engram.from_us($5) "
+        "WHERE id = $1 AND project_id = $2",
+        lower(e.id), project, optional_text(lower(e.principle_id)), e.content,
+        now_us);
+      if (changed.affected_rows() != 1)
+        return refused(errc::conflict, "playbook entry " + e.id
+                                         + " is gone; the phase will run "
+                                           "again");
+    }
+  }
+  tx.exec_params0(
+    "UPDATE engram.consolidation_jobs SET "
+    "  phases_completed = CASE WHEN $2 = ANY (phases_completed) "
+    "    THEN phases_completed ELSE array_append(phases_completed, $2) END, "
+    "  metrics = metrics || jsonb_build_object($2, $3::jsonb), "
+    "  memories_processed = memories_processed + $4, "
+    "  memories_merged = memories_merged + $5, "
+    "  memories_archived = memories_archived + $6 "
+    "WHERE id = $1",
+    job->id, c.phase, c.metrics_json.empty() ? std::string{"{}"}
+                                             : c.metrics_json,
+    c.memories_processed, c.memories_merged, c.memories_archived);
+  return *read_job(tx, job->id);
+}
+
+caf::expected<job_record> finish_job(pqxx::transaction_base& tx,
+                                     const consolidation::finish_job& req) {
+  auto job = read_job(tx, lower(req.job_id), true);
+  if (!job)
+    return refused(errc::not_found, "no consolidation job " + req.job_id);
+  if (req.release_only)
+    return *job;
+  tx.exec_params0(
+    "UPDATE engram.consolidation_jobs SET status = $2, "
+    "  error_message = $3, completed_at = engram.from_us($4), "
+    "  duration_ms = greatest(0, ($4 - engram.to_us(coalesce(started_at, "
+    "    created_at))) / 1000) "
+    "WHERE id = $1",
+    job->id, req.status, optional_text(req.error), req.now_us);
+  return *read_job(tx, job->id);
+}
+
+void release_project(pqxx::transaction_base& tx,
+                     const std::string& project_id) {
+  if (!is_uuid(project_id))
+    return;
+  tx.exec_params("SELECT pg_advisory_unlock($1, hashtext($2))",
+    consolidation_lock_class, lower(project_id));
+}
+
+} // namespace engram::storage
