@@ -445,11 +445,14 @@ typename Inspector::result_type inspect(Inspector& f, finish_job& x) {
 /// policy applies; the job row says why.
 struct run_job {
   std::string job_id;
+  /// The job's project: jobs of one project run one after the other on a
+  /// node (and, through the advisory lock, in the cluster).
+  std::string project_id;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, run_job& x) {
-  return f(caf::meta::type_name("run_job"), x.job_id);
+  return f(caf::meta::type_name("run_job"), x.job_id, x.project_id);
 }
 
 /// Plans the phases on the project's current memories and changes nothing.
@@ -477,6 +480,21 @@ typename Inspector::result_type inspect(Inspector& f, dry_run_result& x) {
   return f(caf::meta::type_name("dry_run_result"), x.json);
 }
 
+/// The coordinator's counters on this node.
+struct coordinator_stats {
+  int64_t in_flight = 0;
+  int64_t waiting = 0;
+  int64_t capacity = 0;
+  int64_t completed = 0;
+  int64_t failed = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, coordinator_stats& x) {
+  return f(caf::meta::type_name("coordinator_stats"), x.in_flight, x.waiting,
+           x.capacity, x.completed, x.failed);
+}
+
 /// A project between stages: the job, its snapshot (local only, not
 /// serialized) and where it is in its phases.
 struct stage_work {
@@ -489,6 +507,9 @@ struct stage_work {
   /// The project's effective settings (JSON of `settings`).
   std::string settings_json = "{}";
   std::shared_ptr<snapshot> snap;
+  /// What the session loaded, until the first phase actor turns it into
+  /// `snap` (off the coordinator's thread).
+  std::shared_ptr<snapshot_data> loaded;
   /// Dry run: the plans so far ({phase: plan}); real run: unused.
   std::string plan_json = "{}";
   /// Agents whose memories changed so far (for invalidation).
@@ -526,6 +547,6 @@ using consolidation_actor = caf::typed_actor<
   caf::replies_to<consolidation::run_job>::with<consolidation::job_record>,
   caf::replies_to<consolidation::dry_run_request>::with<
     consolidation::dry_run_result>,
-  caf::replies_to<atom::stats>::with<std::vector<std::string>>>;
+  caf::replies_to<atom::stats>::with<consolidation::coordinator_stats>>;
 
 } // namespace engram
