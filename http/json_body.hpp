@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -64,6 +65,38 @@ private:
   simdjson::ondemand::object obj_;
   std::string prefix_;
 };
+
+/// Whether `v` is JSON null.
+[[nodiscard]] inline bool is_null(simdjson::ondemand::value& v) {
+  simdjson::ondemand::json_type type;
+  return !v.type().get(type) && type == simdjson::ondemand::json_type::null;
+}
+
+/// Parses the body as one JSON object and calls `f(fields, key, value)` for
+/// each field in order, refusing a field given twice (throws body_error).
+template <class F>
+void read_body_object(const request& req, F&& f) {
+  auto body = padded_body(req);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(body).get(doc))
+    throw body_error{"the request body is not valid JSON"};
+  simdjson::ondemand::json_type type;
+  if (doc.type().get(type))
+    throw body_error{"the request body is not valid JSON"};
+  if (type != simdjson::ondemand::json_type::object)
+    throw body_error{"the request body must be a JSON object"};
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj))
+    throw body_error{"the request body is not valid JSON"};
+  json_fields fields{obj};
+  std::set<std::string> seen;
+  fields.each([&](const std::string& key, simdjson::ondemand::value v) {
+    if (!seen.insert(key).second)
+      throw body_error{"field " + key + " is given more than once"};
+    f(fields, key, v);
+  });
+}
 
 /// One decoded query parameter, if present.
 [[nodiscard]] std::optional<std::string>

@@ -46,37 +46,6 @@ response bad_request(const std::exception& e) {
   return error_response(errc::invalid_argument, e.what());
 }
 
-bool is_null(simdjson::ondemand::value& v) {
-  simdjson::ondemand::json_type type;
-  return !v.type().get(type) && type == simdjson::ondemand::json_type::null;
-}
-
-/// Parses the body as one JSON object and calls `f(fields, key, value)` for
-/// each field, refusing a field given twice (throws body_error).
-template <class F>
-void read_object(const request& req, F&& f) {
-  auto body = padded_body(req);
-  simdjson::ondemand::parser parser;
-  simdjson::ondemand::document doc;
-  if (parser.iterate(body).get(doc))
-    throw body_error{"the request body is not valid JSON"};
-  simdjson::ondemand::json_type type;
-  if (doc.type().get(type))
-    throw body_error{"the request body is not valid JSON"};
-  if (type != simdjson::ondemand::json_type::object)
-    throw body_error{"the request body must be a JSON object"};
-  simdjson::ondemand::object obj;
-  if (doc.get_object().get(obj))
-    throw body_error{"the request body is not valid JSON"};
-  json_fields fields{obj};
-  std::set<std::string> seen;
-  fields.each([&](const std::string& key, simdjson::ondemand::value v) {
-    if (!seen.insert(key).second)
-      throw body_error{"field " + key + " is given more than once"};
-    f(fields, key, v);
-  });
-}
-
 /// Asks the scheduler and answers with `code` and the reply as JSON
 /// (errors with the status their errc maps to).
 template <class Reply, class Request, class ToJson>
@@ -99,7 +68,7 @@ constexpr auto patch_fields
 schedules::job_spec read_spec(const request& req) {
   schedules::job_spec spec;
   std::set<std::string> given;
-  read_object(req, [&](json_fields& f, const std::string& key,
+  read_body_object(req, [&](json_fields& f, const std::string& key,
                        simdjson::ondemand::value v) {
     given.insert(key);
     if (key == "agent_id")
@@ -133,7 +102,7 @@ schedules::job_spec read_spec(const request& req) {
 
 schedules::job_patch read_patch(const request& req) {
   schedules::job_patch patch;
-  read_object(req, [&](json_fields& f, const std::string& key,
+  read_body_object(req, [&](json_fields& f, const std::string& key,
                        simdjson::ondemand::value v) {
     if (key == "name") {
       patch.has_name = true;

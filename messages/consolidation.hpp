@@ -92,6 +92,8 @@ struct create_job_request {
   /// The task's queue and priority.
   std::string queue = "memory";
   int32_t priority = 0;
+  /// False: no task is created (the caller is the task that runs the job).
+  bool enqueue = true;
   int64_t now_us = 0;
 };
 
@@ -99,7 +101,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, create_job_request& x) {
   return f(caf::meta::type_name("create_job_request"), x.id, x.project_id,
            x.phases, x.as_of_us, x.trigger_type, x.triggered_by, x.queue,
-           x.priority, x.now_us);
+           x.priority, x.enqueue, x.now_us);
 }
 
 /// Reads a job; not_found for an unknown id.
@@ -526,6 +528,10 @@ typename Inspector::result_type inspect(Inspector& f, stage_work& x) {
 } // namespace engram::consolidation
 
 namespace engram {
+
+/// The coordinator's key in the actor registry (CAF 0.17 atoms: at most
+/// 10 characters).
+inline constexpr char consolidation_name[] = "consolidat";
 
 /// A PROJECT SESSION: one connection, one project's lock at a time.
 using project_session_actor = caf::typed_actor<

@@ -9,6 +9,8 @@
 #include <caf/typed_actor.hpp>
 
 #include "messages/atoms.hpp"
+#include "messages/cache.hpp"
+#include "messages/consolidation.hpp"
 #include "messages/memories.hpp"
 #include "messages/platform.hpp"
 #include "messages/tasks.hpp"
@@ -172,7 +174,18 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<memories::get_memory_request>::with<memories::memory_detail>,
   // Makes a superseded or archived memory active again; conflict for an
   // active one.
-  caf::replies_to<memories::restore_memory_request>::with<memories::memory_record>>;
+  caf::replies_to<memories::restore_memory_request>::with<memories::memory_record>,
+  // An agent's hot memories (the hot-memory cache fills from it).
+  caf::replies_to<cache::load_hot_memories>::with<std::vector<memories::memory_record>>,
+  // -- consolidation jobs (DESIGN §6); see messages/consolidation.hpp --
+  // Creates (or reuses) a job together with the task that runs it.
+  caf::replies_to<consolidation::create_job_request>::with<consolidation::job_record>,
+  // A job; not_found for an unknown id.
+  caf::replies_to<consolidation::get_job_request>::with<consolidation::job_record>,
+  // A page of a project's jobs, newest first.
+  caf::replies_to<consolidation::list_jobs_request>::with<consolidation::job_page>,
+  // The projects with consolidation enabled.
+  caf::replies_to<consolidation::enabled_projects_request>::with<std::vector<std::string>>>;
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.

@@ -21,16 +21,24 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "actors/cache/hot_cache.hpp"
+#include "actors/consolidation/coordinator.hpp"
+#include "actors/consolidation/embedder.hpp"
+#include "actors/consolidation/phase_actor.hpp"
 #include "actors/node/node.hpp"
 #include "actors/scheduler/scheduler.hpp"
 #include "actors/tasks/builtin_tasks.hpp"
+#include "actors/tasks/consolidation_tasks.hpp"
 #include "actors/tasks/platform_tasks.hpp"
 #include "actors/tasks/task_system.hpp"
 #include "actors/scheduler/cron_command.hpp"
 #include "actors/supervisor/supervisor.hpp"
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
+#include "http/consolidation_routes.hpp"
 #include "http/conversation_routes.hpp"
+#include "http/memory_routes.hpp"
+#include "http/project_routes.hpp"
 #include "http/readiness_probe.hpp"
 #include "http/router.hpp"
 #include "http/schedule_routes.hpp"
@@ -41,6 +49,7 @@
 #include "runtime/cli.hpp"
 #include "runtime/config.hpp"
 #include "runtime/embedded_postgres.hpp"
+#include "runtime/embedding_provider.hpp"
 #include "runtime/io_threads.hpp"
 #include "runtime/llm_provider.hpp"
 #include "runtime/outbound_http.hpp"
@@ -49,6 +58,7 @@
 #include "runtime/metrics.hpp"
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
+#include "storage/project_session.hpp"
 #include "storage/schedule_store.hpp"
 #include "storage/storage_actors.hpp"
 
@@ -334,10 +344,30 @@ int serve(const config& cfg) {
     return exit_failure;
   }
 
+  std::shared_ptr<llm_provider> llm_shared = std::move(*llm);
+  embedding_options embedding_opts;
+  embedding_opts.provider = cfg.embedding.provider;
+  embedding_opts.dimension = static_cast<size_t>(cfg.embedding.dimension);
+  embedding_opts.base_url = cfg.embedding.base_url;
+  embedding_opts.model = cfg.embedding.model;
+  embedding_opts.api_key_env = cfg.embedding.api_key_env;
+  embedding_opts.timeout = cfg.embedding.timeout;
+  embedding_opts.max_attempts = cfg.embedding.max_attempts;
+  embedding_opts.batch_size = static_cast<size_t>(cfg.embedding.batch_size);
+  auto embedder_provider = make_embedding_provider(embedding_opts, llm_env);
+  if (!embedder_provider) {
+    logger()->critical("cannot set up the embedding provider: {}",
+                       describe(embedder_provider.error()));
+    return exit_failure;
+  }
+  std::shared_ptr<embedding_provider> embeddings
+    = std::move(*embedder_provider);
+
   // The task names this node runs; filled once, read by every worker.
   tasks::task_registry task_names;
   tasks::register_builtin_tasks(task_names);
   tasks::register_platform_tasks(task_names);
+  tasks::register_consolidation_tasks(task_names);
   tasks::task_services task_services;
   task_services.request_timeout = cfg.database.statement_timeout
                                   + cfg.database.connect_timeout;
@@ -345,8 +375,7 @@ int serve(const config& cfg) {
   // get<llm_provider>("llm").
   task_services.extra["http"]
     = std::static_pointer_cast<void>(std::shared_ptr<http_client>(*outbound));
-  task_services.extra["llm"] = std::static_pointer_cast<void>(
-    std::shared_ptr<llm_provider>(std::move(*llm)));
+  task_services.extra["llm"] = std::static_pointer_cast<void>(llm_shared);
 
   task_system_options task_opts;
   task_opts.queues
@@ -410,6 +439,35 @@ int serve(const config& cfg) {
      [&](caf::actor_system& sys) {
        return caf::actor_cast<caf::actor>(
          sys.spawn(node, self_node, cfg.node.heartbeat_interval));
+     }},
+    {hot_cache_name,
+     [&](caf::actor_system& sys) {
+       hot_cache_options opts;
+       opts.storage = sys.registry().get<storage_actor>(
+         caf::atom(storage_pool_name));
+       opts.per_agent = cfg.consolidation.hot_memories_per_agent;
+       return caf::actor_cast<caf::actor>(spawn_hot_cache(sys, opts));
+     }},
+    // Before the task system (its tasks ask the coordinator), so it stops
+    // after the task system's drain.
+    {consolidation_name,
+     [&](caf::actor_system& sys) {
+       consolidation::phase_services services;
+       services.llm = llm_shared;
+       services.embedder = embeddings;
+       coordinator_options opts;
+       for (int i = 0; i < cfg.consolidation.max_projects_in_flight; ++i)
+         opts.sessions.push_back(spawn_project_session(sys, storage_opts));
+       for (const auto& phase : consolidation::phase_names())
+         if (phase != "invalidate")
+           opts.phases.emplace(phase,
+                               spawn_phase_actor(sys, phase, services));
+       opts.storage = sys.registry().get<storage_actor>(
+         caf::atom(storage_pool_name));
+       opts.cache = sys.registry().get<hot_cache_actor>(
+         caf::atom(hot_cache_name));
+       return caf::actor_cast<caf::actor>(
+         spawn_consolidation_coordinator(sys, std::move(opts)));
      }},
     {task_system_name,
      [&](caf::actor_system& sys) {
@@ -488,6 +546,19 @@ int serve(const config& cfg) {
   schedule_deps.sys = &sys;
   schedule_deps.timeout = cfg.http.request_timeout;
   http::add_schedule_routes(router, schedule_deps);
+  http::project_route_deps project_deps;
+  project_deps.sys = &sys;
+  project_deps.timeout = cfg.http.request_timeout;
+  http::add_project_routes(router, project_deps);
+  http::memory_route_deps memory_deps;
+  memory_deps.sys = &sys;
+  memory_deps.embedder = spawn_embedder(sys, embeddings);
+  memory_deps.timeout = cfg.http.request_timeout;
+  http::add_memory_routes(router, memory_deps);
+  http::consolidation_route_deps consolidation_deps;
+  consolidation_deps.sys = &sys;
+  consolidation_deps.timeout = cfg.http.request_timeout;
+  http::add_consolidation_routes(router, consolidation_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);

@@ -27,13 +27,10 @@ namespace engram {
   return true;
 }
 
-/// A random (version 4) UUID in canonical lower-case text form.
-[[nodiscard]] inline std::string random_uuid() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  uint64_t hi = rng();
-  uint64_t lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+namespace detail {
+
+/// 128 bits as canonical lower-case UUID text.
+[[nodiscard]] inline std::string format_uuid(uint64_t hi, uint64_t lo) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string result(36, '-');
   size_t pos = 0;
@@ -47,6 +44,37 @@ namespace engram {
   put(hi);
   put(lo);
   return result;
+}
+
+} // namespace detail
+
+/// A random (version 4) UUID in canonical lower-case text form.
+[[nodiscard]] inline std::string random_uuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng();
+  uint64_t lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::format_uuid(hi, lo);
+}
+
+/// A UUID derived from `name` alone (the same name gives the same UUID on
+/// every node and in every build): two 64-bit FNV-1a hashes of the name,
+/// laid out as a version 8 UUID. For idempotent creation: a retried
+/// request derives the id of what it created the first time.
+[[nodiscard]] inline std::string name_uuid(std::string_view name) {
+  auto fnv = [&](uint64_t h) {
+    for (unsigned char c : name) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+    return h;
+  };
+  uint64_t hi = fnv(0xcbf29ce484222325ULL);
+  uint64_t lo = fnv(0x84222325cbf29ce4ULL ^ name.size());
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000008000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::format_uuid(hi, lo);
 }
 
 } // namespace engram

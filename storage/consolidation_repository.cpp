@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
+#include <string_view>
 #include <tuple>
 
 #include <boost/json.hpp>
@@ -146,6 +148,31 @@ caf::error changed_underneath(std::string_view what, size_t expected,
                      "writer); the phase was rolled back and will run again");
 }
 
+/// The first id that a change list names twice, with the list's name; a
+/// guarded UPDATE would change such a row once and count it as a conflict.
+caf::error repeated_ids(const consolidation::phase_commit& c) {
+  auto check = [](std::string_view what, auto&& ids) -> caf::error {
+    std::set<std::string> seen;
+    for (const auto& id : ids)
+      if (!seen.insert(lower(id)).second)
+        return refused(errc::invalid_argument,
+                       std::string{what} + ": memory " + id
+                         + " is listed twice in one phase commit");
+    return {};
+  };
+  auto ids_of = [](const auto& changes) {
+    std::vector<std::string> out;
+    for (const auto& x : changes)
+      out.push_back(x.id);
+    return out;
+  };
+  if (auto err = check("rewrites", ids_of(c.rewrites)))
+    return err;
+  if (auto err = check("supersedes", ids_of(c.supersedes)))
+    return err;
+  return check("state changes", ids_of(c.state_changes));
+}
+
 } // namespace
 
 caf::expected<job_record>
@@ -183,6 +210,8 @@ create_job(pqxx::transaction_base& tx,
     id, lower(req.project_id), req.trigger_type, optional_text(req.triggered_by),
     boost::json::serialize(options), to_epoch_us(now));
   if (inserted.empty()) // created concurrently with the same id
+    return *read_job(tx, id);
+  if (!req.enqueue)
     return *read_job(tx, id);
   tasks::enqueue_request task;
   task.name = "consolidation.run_project";
@@ -229,9 +258,9 @@ list_jobs(pqxx::transaction_base& tx,
       return refused(errc::invalid_argument,
                      "cursor: not a cursor this endpoint returned");
   }
-  auto limit = std::clamp<int32_t>(req.limit <= 0 ? default_job_page
+  auto limit = std::clamp<int32_t>(req.limit <= 0 ? default_consolidation_page
                                                   : req.limit,
-                                   1, max_job_page);
+                                   1, max_consolidation_page);
   auto rows = tx.exec_params(
     std::string{"SELECT "} + job_columns
       + " FROM engram.consolidation_jobs j WHERE j.project_id = $1 "
@@ -384,6 +413,8 @@ commit_phase(pqxx::transaction_base& tx,
   if (job->status != "running")
     return refused(errc::conflict, "consolidation job " + job->id + " is "
                                      + job->status + ", not running");
+  if (auto err = repeated_ids(c))
+    return err;
   auto project = lower(c.project_id);
   auto now_us = c.now_us;
   auto now_text = format_utc(from_epoch_us(now_us));

@@ -27,8 +27,8 @@ namespace engram::storage {
 inline constexpr int32_t consolidation_lock_class = 0x656e6703;
 
 /// Page size of list_jobs when none is given, and its maximum.
-inline constexpr int32_t default_job_page = 50;
-inline constexpr int32_t max_job_page = 500;
+inline constexpr int32_t default_consolidation_page = 50;
+inline constexpr int32_t max_consolidation_page = 500;
 
 /// Creates the job and its task (see consolidation::create_job_request).
 /// Refusals: invalid_argument (malformed id or project id, unknown phase).

@@ -77,4 +77,11 @@ get_memory(pqxx::transaction_base& tx, const std::string& id);
 restore_memory(pqxx::transaction_base& tx, const std::string& id,
                wall_time now);
 
+/// The hot memories of agent `agent_id` (active, tier hot), by importance
+/// desc, last access (else creation) desc, id; at most `limit` (1..1000).
+/// invalid_argument for a malformed id.
+[[nodiscard]] caf::expected<std::vector<memories::memory_record>>
+hot_memories(pqxx::transaction_base& tx, const std::string& agent_id,
+             int32_t limit);
+
 } // namespace engram::storage

@@ -18,6 +18,7 @@
 #include "runtime/metrics.hpp"
 #include "storage/cleanup_repository.hpp"
 #include "storage/connection.hpp"
+#include "storage/consolidation_repository.hpp"
 #include "storage/conversation_repository.hpp"
 #include "storage/memory_repository.hpp"
 #include "storage/node_repository.hpp"
@@ -612,6 +613,32 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
         return storage::restore_memory(tx, req.memory_id,
                                        from_epoch_us(req.now_us));
       });
+    },
+    [self](cache::load_hot_memories& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::hot_memories(tx, req.agent_id, req.limit);
+      });
+    },
+    // -- consolidation jobs (storage/consolidation_repository.hpp) --
+    [self](consolidation::create_job_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::create_job(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](consolidation::get_job_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::get_job(tx, req.id);
+      });
+    },
+    [self](consolidation::list_jobs_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_jobs(tx, req);
+      });
+    },
+    [self](consolidation::enabled_projects_request&) {
+      return to_result(in_transaction(self, [&](pqxx::work& tx) {
+        return storage::enabled_projects(tx);
+      }));
     },
   };
 }

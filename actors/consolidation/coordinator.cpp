@@ -160,6 +160,7 @@ void invalidate(coordinator_ptr self, flight_ptr f) {
   if (w.dry_run) {
     auto plans = boost::json::parse(w.plan_json).as_object();
     boost::json::object entry;
+    entry["phase"] = "invalidate";
     entry["metrics"] = std::move(metrics);
     plans["invalidate"] = std::move(entry);
     w.plan_json = boost::json::serialize(plans);

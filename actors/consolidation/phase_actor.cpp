@@ -41,10 +41,7 @@ void merge_agents(std::vector<std::string>& agents,
 void add_plan(stage_work& w, const std::string& phase,
               const prepared_phase& p) {
   auto plans = boost::json::parse(w.plan_json).as_object();
-  boost::json::object entry;
-  entry["plan"] = boost::json::parse(p.plan_json);
-  entry["metrics"] = boost::json::parse(p.commit.metrics_json);
-  plans[phase] = std::move(entry);
+  plans[phase] = boost::json::parse(p.plan_json);
   w.plan_json = boost::json::serialize(plans);
 }
 

@@ -145,12 +145,19 @@ public:
   /// Asks any actor and waits for the reply; errors as in ask_storage.
   template <class Reply, class Handle, class Request>
   Reply ask(const Handle& dest, Request req) const {
+    return ask<Reply>(dest, std::move(req), services_.request_timeout);
+  }
+
+  /// ask with its own bound on the wait (long work on another actor).
+  template <class Reply, class Handle, class Request>
+  Reply ask(const Handle& dest, Request req,
+            std::chrono::milliseconds timeout) const {
     if (!dest)
       throw std::runtime_error("the actor this task needs is not running");
     caf::scoped_actor self{*services_.system};
     std::optional<Reply> result;
     caf::error err;
-    self->request(dest, services_.request_timeout, std::move(req))
+    self->request(dest, timeout, std::move(req))
       .receive([&](Reply& reply) { result = std::move(reply); },
                [&](caf::error& e) { err = std::move(e); });
     if (!result) {
