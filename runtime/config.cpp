@@ -112,6 +112,9 @@ constexpr auto log_formats = std::to_array<std::string_view>({"text", "json"});
 constexpr auto llm_providers
   = std::to_array<std::string_view>({"extractive", "openai"});
 
+constexpr auto embedding_providers
+  = std::to_array<std::string_view>({"hashing", "openai"});
+
 constexpr auto scheduling_policies
   = std::to_array<std::string_view>({"stealing", "sharing"});
 
@@ -184,6 +187,16 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(llm, api_key_env, text()),
   ENGRAM_OPTION(llm, timeout, duration(1, max_duration_ms)),
   ENGRAM_OPTION(llm, max_attempts, integer(1, 20)),
+  ENGRAM_OPTION(embedding, provider, one_of(embedding_providers)),
+  ENGRAM_OPTION(embedding, dimension, integer(8, 8192)),
+  ENGRAM_OPTION(embedding, base_url, text()),
+  ENGRAM_OPTION(embedding, model, text()),
+  ENGRAM_OPTION(embedding, api_key_env, text()),
+  ENGRAM_OPTION(embedding, timeout, duration(1, max_duration_ms)),
+  ENGRAM_OPTION(embedding, max_attempts, integer(1, 20)),
+  ENGRAM_OPTION(embedding, batch_size, integer(1, 2048)),
+  ENGRAM_OPTION(consolidation, max_projects_in_flight, integer(1, 256)),
+  ENGRAM_OPTION(consolidation, hot_memories_per_agent, integer(1, 1000)),
   ENGRAM_OPTION(statsd, enabled, flag()),
   ENGRAM_OPTION(statsd, host, text()),
   ENGRAM_OPTION(statsd, port, integer(1, 65535)),

@@ -186,6 +186,36 @@ struct config {
     bool operator==(const llm_section&) const = default;
   } llm;
 
+  struct embedding_section {
+    /// "hashing" (built in, offline, deterministic) or "openai" (any
+    /// OpenAI-compatible /v1/embeddings).
+    std::string provider = "hashing";
+    /// Vector length of the hashing embedder (8..8192); openai: the model's.
+    int dimension = 384;
+    /// Base URL of the OpenAI-compatible API.
+    std::string base_url = "https://api.openai.com";
+    std::string model = "text-embedding-3-small";
+    /// Name of the environment variable that holds the API key.
+    std::string api_key_env = "OPENAI_API_KEY";
+    /// Bound on one HTTP attempt.
+    std::chrono::milliseconds timeout{60000};
+    /// Attempts per request on timeouts, 429 and 5xx (1..20).
+    int max_attempts = 3;
+    /// Texts per request to the openai provider (1..2048).
+    int batch_size = 256;
+
+    bool operator==(const embedding_section&) const = default;
+  } embedding;
+
+  struct consolidation_section {
+    /// Projects this node consolidates at the same time (1..256).
+    int max_projects_in_flight = 4;
+    /// Memories per agent kept in the hot tier (1..1000).
+    int hot_memories_per_agent = 20;
+
+    bool operator==(const consolidation_section&) const = default;
+  } consolidation;
+
   struct statsd_section {
     /// Also send the metrics to a StatsD server over UDP.
     bool enabled = false;

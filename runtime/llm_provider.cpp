@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <exception>
 #include <map>
 #include <numeric>
@@ -13,6 +12,8 @@
 #include <boost/json.hpp>
 
 #include "messages/errc.hpp"
+#include "runtime/openai_api.hpp"
+#include "runtime/text_words.hpp"
 
 namespace engram {
 
@@ -136,35 +137,6 @@ void split_line(std::string_view line, std::vector<std::string>& out) {
   emit(line.size());
 }
 
-const std::unordered_set<std::string>& stop_words() {
-  static const std::unordered_set<std::string> words{
-    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are",
-    "as", "at", "be", "because", "been", "before", "being", "but", "by",
-    "can", "could", "did", "do", "does", "doing", "for", "from", "had",
-    "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how",
-    "i", "if", "in", "into", "is", "it", "its", "just", "me", "more", "most",
-    "my", "no", "not", "now", "of", "on", "once", "only", "or", "other",
-    "our", "ours", "out", "over", "s", "she", "should", "so", "some", "such",
-    "t", "than", "that", "the", "their", "them", "then", "there", "these",
-    "they", "this", "those", "through", "to", "too", "under", "until", "up",
-    "very", "was", "we", "were", "what", "when", "where", "which", "while",
-    "who", "whom", "why", "will", "with", "would", "you", "your", "yours"};
-  return words;
-}
-
-/// Lower-cased word tokens of `x` that are not stop words.
-std::vector<std::string> content_words(std::string_view x) {
-  std::vector<std::string> result;
-  for (auto tok : tokenize(x)) {
-    if (!is_word_char(tok.front()))
-      continue;
-    auto w = to_lower(tok);
-    if (stop_words().count(w) == 0)
-      result.push_back(std::move(w));
-  }
-  return result;
-}
-
 /// The first `n` tokens of `x`, as a prefix of `x`.
 std::string_view token_prefix(std::string_view x, int64_t n) {
   auto toks = tokenize(x);
@@ -271,13 +243,8 @@ public:
 
 class openai_provider final : public llm_provider {
 public:
-  openai_provider(llm_options opts, parsed_url url, std::string endpoint,
-                  std::optional<std::string> key, llm_environment env)
-    : opts_{std::move(opts)},
-      url_{std::move(url)},
-      endpoint_{std::move(endpoint)},
-      key_{std::move(key)},
-      env_{std::move(env)} {
+  openai_provider(llm_options opts, openai_endpoint endpoint)
+    : opts_{std::move(opts)}, endpoint_{std::move(endpoint)} {
   }
 
   caf::expected<completion> complete(const std::vector<chat_message>& messages,
@@ -296,7 +263,7 @@ public:
 
 private:
   caf::error fail(errc code, const std::string& what) const {
-    return make_error(code, "openai completion (" + url_.origin() + "): " + what);
+    return endpoint_.fail(code, what);
   }
 
   caf::expected<completion> do_complete(const std::vector<chat_message>& messages,
@@ -314,52 +281,10 @@ private:
       body["temperature"] = *opts.temperature;
     if (opts.max_tokens)
       body["max_tokens"] = *opts.max_tokens;
-    http_request req;
-    req.method = "POST";
-    req.url = endpoint_;
-    req.headers = {{"Content-Type", "application/json"},
-                   {"Accept", "application/json"}};
-    if (key_)
-      req.headers.emplace_back("Authorization", "Bearer " + *key_);
-    req.body = json::serialize(body);
-    req.timeout = opts_.timeout;
-    retry_options retry{opts_.max_attempts, opts_.retry_base_delay,
-                        opts_.retry_max_delay};
-    auto res = send_with_retries(*env_.http, req, retry, env_.sleep, *env_.clk);
+    auto res = endpoint_.post_json(json::serialize(body));
     if (!res)
-      return fail(code_of(res.error()), message_of(res.error()));
-    if (res->status < 200 || res->status > 299)
-      return status_error(*res);
+      return std::move(res.error());
     return parse(*res, model, messages);
-  }
-
-  caf::error status_error(const http_response& res) const {
-    std::string detail;
-    json::error_code ec;
-    auto doc = json::parse(res.body, ec);
-    if (!ec && doc.is_object())
-      if (auto* err = doc.as_object().if_contains("error"))
-        if (err->is_object())
-          if (auto* msg = err->as_object().if_contains("message"))
-            if (msg->is_string())
-              detail = std::string{msg->as_string()};
-    if (detail.empty())
-      detail = res.body.substr(0, 200);
-    auto what = "HTTP " + std::to_string(res.status) + ": " + detail;
-    switch (res.status) {
-      case 401:
-      case 403:
-        return fail(errc::unauthorized,
-                    what + " (check the key in $" + opts_.api_key_env + ")");
-      case 400:
-      case 404:
-      case 422:
-        return fail(errc::invalid_argument, what);
-      case 413:
-        return fail(errc::too_large, what);
-      default:
-        return fail(errc::unspecified, what);
-    }
   }
 
   caf::expected<completion> parse(const http_response& res,
@@ -424,15 +349,8 @@ private:
   }
 
   llm_options opts_;
-  parsed_url url_;
-  std::string endpoint_;
-  std::optional<std::string> key_;
-  llm_environment env_;
+  openai_endpoint endpoint_;
 };
-
-bool is_local_host(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
 
 } // namespace
 
@@ -573,11 +491,7 @@ std::vector<std::string> extract_facts(const std::vector<chat_message>& messages
 // -- factory ----------------------------------------------------------------------
 
 std::string chat_completions_url(std::string_view base_url) {
-  std::string base{base_url};
-  while (!base.empty() && base.back() == '/')
-    base.pop_back();
-  auto ends_with_v1 = base.size() >= 3 && base.compare(base.size() - 3, 3, "/v1") == 0;
-  return base + (ends_with_v1 ? "/chat/completions" : "/v1/chat/completions");
+  return openai_api_url(base_url, "chat/completions");
 }
 
 caf::expected<std::unique_ptr<llm_provider>>
@@ -588,41 +502,20 @@ make_llm_provider(const llm_options& opts, llm_environment env) {
     return make_error(errc::invalid_config,
                       "unknown LLM provider '" + opts.provider
                         + "' (known: extractive, openai)");
-  auto endpoint = chat_completions_url(opts.base_url);
-  auto url = parse_url(endpoint);
-  if (!url)
-    return make_error(errc::invalid_config,
-                      "invalid LLM base URL: " + message_of(url.error()));
-  if (!env.getenv)
-    env.getenv = [](const std::string& name) -> std::optional<std::string> {
-      if (const char* value = std::getenv(name.c_str()))
-        return std::string{value};
-      return std::nullopt;
-    };
-  std::optional<std::string> key;
-  if (!opts.api_key_env.empty())
-    if (auto value = env.getenv(opts.api_key_env); value && !value->empty())
-      key = std::move(*value);
-  if (!key && !is_local_host(url->host))
-    return make_error(errc::invalid_config,
-                      "the openai LLM provider needs an API key in the "
-                      "environment variable "
-                        + (opts.api_key_env.empty() ? std::string{"(none configured)"}
-                                                    : opts.api_key_env)
-                        + ", which is not set (or empty)");
-  if (!env.http) {
-    auto client = outbound_http::make();
-    if (!client)
-      return std::move(client.error());
-    env.http = std::move(*client);
-  }
-  if (!env.sleep)
-    env.sleep = blocking_sleep();
-  if (!env.clk)
-    env.clk = &real_clock();
+  openai_endpoint_options endpoint_opts;
+  endpoint_opts.kind = "LLM";
+  endpoint_opts.operation = "openai completion";
+  endpoint_opts.api_key_env = opts.api_key_env;
+  endpoint_opts.timeout = opts.timeout;
+  endpoint_opts.retry = retry_options{opts.max_attempts, opts.retry_base_delay,
+                                      opts.retry_max_delay};
+  auto endpoint = openai_endpoint::make(chat_completions_url(opts.base_url),
+                                        std::move(endpoint_opts),
+                                        std::move(env));
+  if (!endpoint)
+    return std::move(endpoint.error());
   return std::unique_ptr<llm_provider>{
-    new openai_provider{opts, std::move(*url), std::move(endpoint),
-                        std::move(key), std::move(env)}};
+    new openai_provider{opts, std::move(*endpoint)}};
 }
 
 } // namespace engram

@@ -138,6 +138,11 @@ TEST(config, shipped_file_equals_defaults) {
   EXPECT_TRUE(cfg.supervisor == defaults.supervisor) << "[supervisor]";
   EXPECT_TRUE(cfg.node == defaults.node) << "[node]";
   EXPECT_TRUE(cfg.actor_system == defaults.actor_system) << "[actor_system]";
+  EXPECT_TRUE(cfg.llm == defaults.llm) << "[llm]";
+  EXPECT_TRUE(cfg.embedding == defaults.embedding) << "[embedding]";
+  EXPECT_TRUE(cfg.consolidation == defaults.consolidation)
+    << "[consolidation]";
+  EXPECT_TRUE(cfg.statsd == defaults.statsd) << "[statsd]";
 }
 
 TEST(config, shipped_file_lists_every_key_with_a_comment_in_order) {
@@ -389,6 +394,19 @@ TEST(config, rejects_out_of_range) {
      "must not be negative"},
     {"[daemon]\nshutdown_timeout = \"1000h\"", "daemon.shutdown_timeout",
      "1000h", "must be at most"},
+    {"[embedding]\ndimension = 7", "embedding.dimension", "7",
+     "must be between 8 and 8192"},
+    {"[embedding]\ndimension = 8193", "embedding.dimension", "8193",
+     "must be between 8 and 8192"},
+    {"[embedding]\nmax_attempts = 0", "embedding.max_attempts", "0",
+     "must be between 1 and 20"},
+    {"[embedding]\nbatch_size = 2049", "embedding.batch_size", "2049",
+     "must be between 1 and 2048"},
+    {"[consolidation]\nmax_projects_in_flight = 0",
+     "consolidation.max_projects_in_flight", "0", "must be between 1 and 256"},
+    {"[consolidation]\nhot_memories_per_agent = 1001",
+     "consolidation.hot_memories_per_agent", "1001",
+     "must be between 1 and 1000"},
   };
   for (auto& x : examples) {
     auto err = toml_err(dir, x.toml + "\n");
@@ -414,6 +432,52 @@ TEST(config, rejects_bad_enum) {
   EXPECT_EQ(err.key, "actor_system.scheduling_policy");
   EXPECT_EQ(err.value, "testing");
   EXPECT_TRUE(contains(err.reason, "stealing, sharing")) << err.reason;
+  err = toml_err(dir, "[embedding]\nprovider = \"word2vec\"\n");
+  EXPECT_EQ(err.key, "embedding.provider");
+  EXPECT_TRUE(contains(err.reason, "hashing, openai")) << err.reason;
+}
+
+TEST(config, embedding_and_consolidation_sections) {
+  temp_dir dir;
+  auto cfg = toml_ok(dir, R"(
+[embedding]
+provider = "openai"
+dimension = 1536
+base_url = "http://127.0.0.1:11434/v1"
+model = "nomic-embed-text"
+api_key_env = "MY_EMBEDDING_KEY"
+timeout = "5s"
+max_attempts = 5
+batch_size = 64
+
+[consolidation]
+max_projects_in_flight = 8
+hot_memories_per_agent = 50
+)");
+  EXPECT_EQ(cfg.embedding.provider, "openai");
+  EXPECT_EQ(cfg.embedding.dimension, 1536);
+  EXPECT_EQ(cfg.embedding.base_url, "http://127.0.0.1:11434/v1");
+  EXPECT_EQ(cfg.embedding.model, "nomic-embed-text");
+  EXPECT_EQ(cfg.embedding.api_key_env, "MY_EMBEDDING_KEY");
+  EXPECT_EQ(cfg.embedding.timeout, 5s);
+  EXPECT_EQ(cfg.embedding.max_attempts, 5);
+  EXPECT_EQ(cfg.embedding.batch_size, 64);
+  EXPECT_EQ(cfg.consolidation.max_projects_in_flight, 8);
+  EXPECT_EQ(cfg.consolidation.hot_memories_per_agent, 50);
+  // The defaults are those of conf/engram.toml (checked above) and these.
+  config defaults;
+  EXPECT_EQ(defaults.embedding.provider, "hashing");
+  EXPECT_EQ(defaults.embedding.dimension, 384);
+  EXPECT_EQ(defaults.embedding.model, "text-embedding-3-small");
+  EXPECT_EQ(defaults.embedding.timeout, 60s);
+  EXPECT_EQ(defaults.embedding.batch_size, 256);
+  EXPECT_EQ(defaults.consolidation.max_projects_in_flight, 4);
+  EXPECT_EQ(defaults.consolidation.hot_memories_per_agent, 20);
+  // Environment names follow the usual rule.
+  cfg = load_ok({.env = {{"ENGRAM_EMBEDDING__DIMENSION", "64"},
+                         {"ENGRAM_CONSOLIDATION__HOT_MEMORIES_PER_AGENT", "7"}}});
+  EXPECT_EQ(cfg.embedding.dimension, 64);
+  EXPECT_EQ(cfg.consolidation.hot_memories_per_agent, 7);
 }
 
 TEST(config, rejects_bad_duration) {
@@ -577,7 +641,7 @@ TEST(config, parse_duration_rejects_garbage) {
 
 TEST(config, config_keys_in_file_order) {
   auto keys = engram::config_keys();
-  ASSERT_EQ(keys.size(), 61u); // One per member of the config struct.
+  ASSERT_EQ(keys.size(), 71u); // One per member of the config struct.
   EXPECT_EQ(keys.front(), "database.url");
   EXPECT_EQ(keys[1], "database.pool_size");
   EXPECT_EQ(keys.back(), "statsd.interval");
