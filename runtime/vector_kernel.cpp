@@ -1,7 +1,6 @@
 #include "runtime/vector_kernel.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <cmath>
@@ -14,8 +13,10 @@ namespace engram::vec {
 
 namespace {
 
-std::atomic<uint64_t> flop_count{0};
-std::atomic<uint64_t> kernel_ns{0};
+// Per thread: a phase actor runs on its own thread, so its counters are
+// its own work only.
+thread_local uint64_t flop_count = 0;
+thread_local uint64_t kernel_ns = 0;
 
 void single_threaded_blas() {
   static std::once_flag once;
@@ -84,9 +85,8 @@ void dot_block(matrix_view a, matrix_view b, float* out) {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
               std::chrono::steady_clock::now() - start)
               .count();
-  flop_count.fetch_add(2ull * a.rows * b.rows * a.dim,
-                       std::memory_order_relaxed);
-  kernel_ns.fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+  flop_count += 2ull * a.rows * b.rows * a.dim;
+  kernel_ns += static_cast<uint64_t>(ns);
 }
 
 float cosine(const float* a, const float* b, size_t dim) {
@@ -174,14 +174,13 @@ leader_assignment assign_leaders(matrix_view rows, float threshold,
 }
 
 kernel_counters counters() {
-  return {static_cast<double>(flop_count.load(std::memory_order_relaxed)),
-          static_cast<double>(kernel_ns.load(std::memory_order_relaxed))
-            * 1e-9};
+  return {static_cast<double>(flop_count),
+          static_cast<double>(kernel_ns) * 1e-9};
 }
 
 void reset_counters() {
-  flop_count.store(0, std::memory_order_relaxed);
-  kernel_ns.store(0, std::memory_order_relaxed);
+  flop_count = 0;
+  kernel_ns = 0;
 }
 
 } // namespace engram::vec

@@ -119,8 +119,9 @@ struct leader_assignment {
                                                matrix_view initial = {},
                                                size_t block = 256);
 
-/// Floating-point work done by `dot_block` since the last `reset_counters`
-/// (2 · m · n · dim per call) and the time spent in it.
+/// Floating-point work done by `dot_block` on the calling thread since its
+/// last `reset_counters` (2 · m · n · dim per call) and the time spent in
+/// it.
 struct kernel_counters {
   double flops = 0;
   double seconds = 0;

@@ -8,6 +8,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "messages/errc.hpp"
+#include "runtime/vector_kernel.hpp"
 #include "runtime/log.hpp"
 
 namespace engram {
@@ -54,7 +55,8 @@ phase_actor::behavior_type phase_behavior(phase_ptr self, std::string phase,
       -> caf::result<stage_work> {
       const auto& phase = self->state.phase;
       auto started = std::chrono::steady_clock::now();
-      if (w.snap == nullptr) {
+      bool fresh = w.snap == nullptr;
+      if (fresh) {
         if (w.loaded == nullptr)
           return make_error(errc::invalid_argument,
                             "a project reached phase " + phase
@@ -63,14 +65,30 @@ phase_actor::behavior_type phase_behavior(phase_ptr self, std::string phase,
           w.job.project_id, w.as_of_us, std::move(*w.loaded)));
         w.loaded.reset();
       }
+      auto built = std::chrono::steady_clock::now();
       auto cfg = settings_from_json(w.settings_json);
       if (!cfg)
         return cfg.error();
+      vec::reset_counters();
       auto prepared = prepare_phase(phase, *w.snap, *cfg, self->state.services);
       if (!prepared)
         return make_error(code_of(prepared.error()),
                           "phase " + phase + ": "
                             + message_of(prepared.error()));
+      // Where the time went: planning (kernel included) and providers, the
+      // kernel's share; the first phase also the snapshot's build.
+      auto kernel = vec::counters();
+      auto metrics = boost::json::parse(prepared->commit.metrics_json)
+                       .as_object();
+      metrics["plan_ms"] = std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - built)
+                             .count();
+      metrics["kernel_gflop"] = kernel.flops * 1e-9;
+      metrics["kernel_seconds"] = kernel.seconds;
+      if (fresh)
+        metrics["snapshot_build_ms"]
+          = std::chrono::duration<double, std::milli>(built - started).count();
+      prepared->commit.metrics_json = boost::json::serialize(metrics);
       merge_agents(w.agents_changed, prepared->agents_changed);
       if (w.dry_run) {
         if (auto err = prepared->apply(*w.snap))
