@@ -8,11 +8,11 @@
 #include <map>
 #include <optional>
 #include <random>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 
 #include "messages/errc.hpp"
 #include "storage/platform_repository.hpp"
@@ -92,27 +92,6 @@ std::string random_uuid() {
   return result;
 }
 
-/// An embedding as the text form of bytea ("\x" and hex digits of the
-/// float32 little-endian bytes), ready for COPY; nullopt for none.
-std::optional<std::string> bytea_text(const std::vector<float>& v) {
-  if (v.empty())
-    return std::nullopt;
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string result(2 + v.size() * 8, '\0');
-  result[0] = '\\';
-  result[1] = 'x';
-  char* out = result.data() + 2;
-  for (float f : v) {
-    auto u = std::bit_cast<uint32_t>(f);
-    for (int i = 0; i < 4; ++i) {
-      auto byte = (u >> (8 * i)) & 0xff;
-      *out++ = digits[byte >> 4];
-      *out++ = digits[byte & 0xf];
-    }
-  }
-  return result;
-}
-
 /// float32 little-endian bytes back to floats.
 std::vector<float> floats_of(const pqxx::field& f) {
   std::vector<float> result;
@@ -128,12 +107,6 @@ std::vector<float> floats_of(const pqxx::field& f) {
     result[i] = std::bit_cast<float>(u);
   }
   return result;
-}
-
-std::optional<std::string> time_text(int64_t us) {
-  if (us == 0)
-    return std::nullopt;
-  return format_utc(from_epoch_us(us));
 }
 
 std::optional<std::string> optional_text(const std::string& s) {
@@ -245,28 +218,203 @@ first_taken_id(pqxx::transaction_base& tx,
   return result;
 }
 
-/// The columns COPY fills, in the order of the tuples `copy_row` makes.
-/// The embedding comes first: pqxx joins a row's fields from the last one
-/// backwards, so the first field is copied least.
+// -- COPY in PostgreSQL's binary format -------------------------------------------
+//
+// The import streams its rows with COPY ... FROM STDIN in the binary format:
+// half the bytes of the text format's hex-encoded bytea, and nothing for the
+// server to parse but the JSON of the metadata. libpqxx 6 has no binary
+// COPY; its tablewriter sends raw data, but every piece it sends ends with a
+// newline (one it adds unless the piece ends with one). So every piece is
+// made to end with a newline of its own: the metadata (jsonb, the last
+// column) is sent with a trailing newline, which the server's JSON parser
+// takes as whitespace, and pieces end with a row. The stream ends without
+// the optional trailer (-1), which the server reads as the end of the data.
+
+/// The columns COPY fills, in the order copy_row writes them; metadata must
+/// stay last (see above).
 const std::vector<std::string>& copy_columns() {
   static const std::vector<std::string> columns{
-    "embedding",     "id",          "project_id",       "agent_id",
-    "type",          "tier",        "status",           "content",
-    "embedding_model", "importance", "pinned",          "access_count",
-    "source_type",   "created_at",  "updated_at",       "last_accessed_at",
-    "expires_at",    "metadata"};
+    "id",           "project_id",      "agent_id",   "type",
+    "tier",         "status",          "content",    "embedding",
+    "embedding_model", "importance",   "pinned",     "access_count",
+    "source_type",  "created_at",      "updated_at", "last_accessed_at",
+    "expires_at",   "metadata"};
   return columns;
 }
 
-auto copy_row(const memories::memory_row& r, const std::string& id,
-              const std::string& project_id, const std::string& now_text) {
-  return std::make_tuple(
-    bytea_text(r.embedding), id, project_id, optional_text(lower(r.agent_id)),
-    r.type, r.tier, r.status, r.content, optional_text(r.embedding_model),
-    r.importance, r.pinned, r.access_count, r.source_type,
-    r.created_at_us == 0 ? now_text : *time_text(r.created_at_us), now_text,
-    time_text(r.last_accessed_at_us), time_text(r.expires_at_us),
-    r.metadata_json.empty() ? std::string{"{}"} : r.metadata_json);
+/// Bytes of pieces handed to the server at once.
+constexpr size_t copy_piece_bytes = 1 << 20;
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+constexpr int64_t postgres_epoch_us = 946684800LL * 1000000;
+
+class binary_copy_buffer {
+public:
+  binary_copy_buffer() {
+    // Signature, flags, header extension length.
+    static constexpr char signature[] = "PGCOPY\n\377\r\n";
+    bytes_.append(signature, 11);
+    put_int32(0);
+    put_int32(0);
+  }
+
+  [[nodiscard]] std::string& bytes() { return bytes_; }
+
+  void begin_row(int16_t fields) { put_int16(fields); }
+
+  void null() { put_int32(-1); }
+
+  void text(std::string_view s) {
+    put_int32(static_cast<int32_t>(s.size()));
+    bytes_.append(s);
+  }
+
+  void optional_text(std::string_view s) {
+    if (s.empty())
+      null();
+    else
+      text(s);
+  }
+
+  /// A UUID in canonical text form (checked by the caller) as 16 bytes.
+  void uuid(std::string_view s) {
+    put_int32(16);
+    auto hex = [](char c) {
+      return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+    };
+    for (size_t i = 0; i < s.size();) {
+      if (s[i] == '-') {
+        ++i;
+        continue;
+      }
+      bytes_.push_back(static_cast<char>(hex(s[i]) * 16 + hex(s[i + 1])));
+      i += 2;
+    }
+  }
+
+  void optional_uuid(std::string_view s) {
+    if (s.empty())
+      null();
+    else
+      uuid(s);
+  }
+
+  /// float32 little-endian, whatever the host's byte order; NULL for none.
+  void embedding(const std::vector<float>& v) {
+    if (v.empty()) {
+      null();
+      return;
+    }
+    put_int32(static_cast<int32_t>(v.size() * 4));
+    auto at = bytes_.size();
+    bytes_.resize(at + v.size() * 4);
+    auto* out = bytes_.data() + at;
+    for (float f : v) {
+      auto u = std::bit_cast<uint32_t>(f);
+      for (int i = 0; i < 4; ++i)
+        *out++ = static_cast<char>((u >> (8 * i)) & 0xff);
+    }
+  }
+
+  void int4(int32_t x) {
+    put_int32(4);
+    put_int32(x);
+  }
+
+  void boolean(bool x) {
+    put_int32(1);
+    bytes_.push_back(x ? 1 : 0);
+  }
+
+  /// Epoch microseconds; 0 is NULL.
+  void timestamptz(int64_t us) {
+    if (us == 0) {
+      null();
+      return;
+    }
+    put_int32(8);
+    put_int64(us - postgres_epoch_us);
+  }
+
+  /// A JSON text as jsonb (version 1), with the newline that ends the row.
+  void jsonb_ending_row(std::string_view json) {
+    put_int32(static_cast<int32_t>(json.size() + 2));
+    bytes_.push_back(1);
+    bytes_.append(json);
+    bytes_.push_back('\n');
+  }
+
+private:
+  void put_int16(int16_t x) {
+    auto u = static_cast<uint16_t>(x);
+    bytes_.push_back(static_cast<char>(u >> 8));
+    bytes_.push_back(static_cast<char>(u & 0xff));
+  }
+
+  void put_int32(int32_t x) {
+    auto u = static_cast<uint32_t>(x);
+    for (int shift = 24; shift >= 0; shift -= 8)
+      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+
+  void put_int64(int64_t x) {
+    auto u = static_cast<uint64_t>(x);
+    for (int shift = 56; shift >= 0; shift -= 8)
+      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+
+  std::string bytes_;
+};
+
+void copy_row(binary_copy_buffer& out, const memories::memory_row& r,
+              const std::string& id, const std::string& project_id,
+              int64_t now_us) {
+  out.begin_row(static_cast<int16_t>(copy_columns().size()));
+  out.uuid(id);
+  out.uuid(project_id);
+  out.optional_uuid(r.agent_id);
+  out.text(r.type);
+  out.text(r.tier);
+  out.text(r.status);
+  out.text(r.content);
+  out.embedding(r.embedding);
+  out.optional_text(r.embedding_model);
+  out.int4(r.importance);
+  out.boolean(r.pinned);
+  out.int4(r.access_count);
+  out.text(r.source_type);
+  out.timestamptz(r.created_at_us == 0 ? now_us : r.created_at_us);
+  out.timestamptz(now_us);
+  out.timestamptz(r.last_accessed_at_us);
+  out.timestamptz(r.expires_at_us);
+  out.jsonb_ending_row(r.metadata_json.empty() ? std::string_view{"{}"}
+                                               : r.metadata_json);
+}
+
+/// Streams the rows into engram.memories (see above). Throws what libpqxx
+/// throws for a refused row (e.g. unique_violation for a taken id).
+void copy_rows(pqxx::transaction_base& tx,
+               const std::vector<memories::memory_row>& rows,
+               const std::vector<std::string>& ids,
+               const std::string& project_id, int64_t now_us) {
+  const auto& columns = copy_columns();
+  // "COPY BINARY table (...) FROM STDIN": the form of the binary option
+  // that fits tablewriter's "COPY <table> (<columns>) FROM STDIN".
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter copy{tx, "BINARY engram.memories", columns.begin(),
+                         columns.end()};
+#pragma GCC diagnostic pop
+  binary_copy_buffer out;
+  out.bytes().reserve(copy_piece_bytes + 64 * 1024);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    copy_row(out, rows[i], ids[i], project_id, now_us);
+    if (out.bytes().size() >= copy_piece_bytes || i + 1 == rows.size()) {
+      copy.write_raw_line(out.bytes());
+      out.bytes().clear();
+    }
+  }
+  copy.complete();
 }
 
 } // namespace
@@ -356,6 +504,7 @@ import_memories(pqxx::dbtransaction& tx,
   memories::import_result result;
   if (rows.empty())
     return result;
+  auto project_id = lower(req.project_id);
   // The dimension each model already has in the project. The locks (taken
   // in model order, so two imports never wait for each other in a cycle)
   // keep a concurrent import from storing another dimension meanwhile.
@@ -364,7 +513,7 @@ import_memories(pqxx::dbtransaction& tx,
     for (const auto& [model, dim] : dimensions) {
       tx.exec_params("SELECT pg_advisory_xact_lock($1, "
                      "  hashtext($2::text || '/' || $3::text))",
-                     import_lock_class, req.project_id, model);
+                     import_lock_class, project_id, model);
       models.push_back(model);
     }
     auto stored = tx.exec_params(
@@ -373,7 +522,7 @@ import_memories(pqxx::dbtransaction& tx,
       "  AND e.embedding_model = m.model AND e.embedding IS NOT NULL "
       "  LIMIT 1) "
       "FROM unnest($2::text[]) AS m(model)",
-      req.project_id, array_literal(models));
+      project_id, array_literal(models));
     for (const auto& row : stored) {
       if (row[1].is_null())
         continue;
@@ -390,16 +539,11 @@ import_memories(pqxx::dbtransaction& tx,
   result.ids.reserve(rows.size());
   for (const auto& r : rows)
     result.ids.push_back(r.id.empty() ? random_uuid() : lower(r.id));
-  auto project_id = lower(req.project_id);
-  auto now_text = format_utc(now);
   // In a savepoint, so that an id taken by an existing memory (the primary
   // key refuses the COPY) can be looked up and named afterwards.
   try {
     pqxx::subtransaction sub{tx, "import_memories"};
-    pqxx::stream_to copy{sub, "engram.memories", copy_columns()};
-    for (size_t i = 0; i < rows.size(); ++i)
-      copy << copy_row(rows[i], result.ids[i], project_id, now_text);
-    copy.complete();
+    copy_rows(sub, rows, result.ids, project_id, to_epoch_us(now));
     sub.commit();
   } catch (const pqxx::unique_violation&) {
     auto taken = client_ids.empty() ? std::nullopt
@@ -557,6 +701,30 @@ restore_memory(pqxx::transaction_base& tx, const std::string& id,
     "FROM before, restored",
     id, new_tier, us);
   return *read_memory(tx, id, false);
+}
+
+} // namespace engram::storage
+
+namespace engram::storage {
+
+caf::expected<std::vector<memories::memory_record>>
+hot_memories(pqxx::transaction_base& tx, const std::string& agent_id,
+             int32_t limit) {
+  if (!is_uuid(agent_id))
+    return make_error(errc::invalid_argument, "agent_id: not a UUID");
+  auto rows = tx.exec_params(
+    std::string{"SELECT "} + memory_columns
+      + " FROM engram.memories m WHERE m.agent_id = $1::uuid "
+        "AND m.status = 'active' AND m.tier = 'hot' "
+        "ORDER BY m.importance DESC, "
+        "  coalesce(m.last_accessed_at, m.created_at) DESC, m.id "
+        "LIMIT $2",
+    agent_id, std::clamp<int32_t>(limit, 1, 1000));
+  std::vector<memories::memory_record> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows)
+    out.push_back(to_record(row));
+  return out;
 }
 
 } // namespace engram::storage

@@ -1,0 +1,689 @@
+#include "http/memory_routes.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <unordered_map>
+
+#include <boost/beast/http/field.hpp>
+#include <boost/json.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "actors/scheduler/cron.hpp"
+#include "http/actor_request.hpp"
+#include "http/json_body.hpp"
+#include "runtime/uuid.hpp"
+
+namespace engram::http {
+
+namespace json = boost::json;
+
+namespace {
+
+using shared_deps = std::shared_ptr<const memory_route_deps>;
+using simdjson::ondemand::json_type;
+
+/// An import with more rows than max_imported_memories (413).
+class too_many_memories : public body_error {
+public:
+  using body_error::body_error;
+};
+
+// -- rendering ---------------------------------------------------------------------
+
+json::value time_or_null(int64_t us) {
+  if (us == 0)
+    return nullptr;
+  return json::string(format_utc(from_epoch_us(us)));
+}
+
+json::value text_or_null(const std::string& s) {
+  if (s.empty())
+    return nullptr;
+  return json::string(s);
+}
+
+json::value json_or_empty_object(const std::string& text) {
+  json::error_code ec;
+  auto v = json::parse(text, ec);
+  return ec ? json::value(json::object{}) : v;
+}
+
+json::object audit_json(const memories::memory_audit_row& a) {
+  json::object o;
+  o["id"] = a.id;
+  o["job_id"] = text_or_null(a.job_id);
+  o["action"] = a.action;
+  o["detail"] = json_or_empty_object(a.detail_json);
+  o["at"] = time_or_null(a.at_us);
+  return o;
+}
+
+json::object detail_json(const memories::memory_detail& d) {
+  auto o = memory_json(d.memory);
+  if (d.memory.embedding.empty()) {
+    o["embedding"] = nullptr;
+  } else {
+    json::array v;
+    v.reserve(d.memory.embedding.size());
+    for (float f : d.memory.embedding)
+      v.emplace_back(static_cast<double>(f));
+    o["embedding"] = std::move(v);
+  }
+  json::array audit;
+  audit.reserve(d.audit.size());
+  for (const auto& a : d.audit)
+    audit.emplace_back(audit_json(a));
+  o["audit"] = std::move(audit);
+  return o;
+}
+
+response json_ok(status code, const json::object& body) {
+  return json_response(code, json::serialize(body));
+}
+
+// -- reading requests -------------------------------------------------------------
+
+std::string lower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'F')
+      c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+/// A UUID (lower-cased), or body_error naming `what`.
+std::string uuid_of(const std::string& text, const std::string& what) {
+  if (!is_uuid(text))
+    throw body_error{what + " must be a UUID (8-4-4-4-12 hex digits), got '"
+                     + text.substr(0, 64) + "'"};
+  return lower(text);
+}
+
+bool one_of(const std::string& x, std::initializer_list<const char*> set) {
+  return std::any_of(set.begin(), set.end(),
+                     [&](const char* s) { return x == s; });
+}
+
+constexpr auto types_text = "episodic, semantic, procedural, identity or "
+                            "principle";
+constexpr auto tiers_text = "hot, warm or cold";
+constexpr auto statuses_text = "active, superseded or archived";
+
+bool is_type(const std::string& x) {
+  return one_of(x, {"episodic", "semantic", "procedural", "identity",
+                    "principle"});
+}
+
+bool is_tier(const std::string& x) {
+  return one_of(x, {"hot", "warm", "cold"});
+}
+
+bool is_status(const std::string& x) {
+  return one_of(x, {"active", "superseded", "archived"});
+}
+
+/// Whether `v` is JSON null (consumed then); throws for malformed tokens.
+bool null_value(simdjson::ondemand::value& v, const std::string& name) {
+  bool result = false;
+  if (v.is_null().get(result))
+    throw body_error{"malformed JSON at " + name};
+  return result;
+}
+
+/// An RFC 3339 date-time with up to microsecond precision (digits past the
+/// sixth are dropped), as epoch microseconds.
+int64_t time_value(json_fields& fields, simdjson::ondemand::value v,
+                   const std::string& key) {
+  auto text = fields.text(v, key);
+  int64_t fraction_us = 0;
+  auto whole = text;
+  if (text.size() > 19 && text[19] == '.') {
+    size_t end = 20;
+    int64_t scale = 100000;
+    while (end < text.size() && text[end] >= '0' && text[end] <= '9') {
+      fraction_us += (text[end] - '0') * scale;
+      scale /= 10;
+      ++end;
+    }
+    if (end > 20)
+      whole = text.substr(0, 19) + text.substr(end);
+  }
+  auto t = cron::parse_rfc3339(whole);
+  if (!t)
+    throw body_error{fields.name(key)
+                     + " must be an RFC 3339 date-time, e.g. "
+                       "2024-03-10T08:00:00Z, got '"
+                     + text.substr(0, 64) + "'"};
+  return to_epoch_us(wall_time{*t}) + fraction_us;
+}
+
+std::vector<float> embedding_value(json_fields& fields,
+                                   simdjson::ondemand::value v,
+                                   const std::string& key) {
+  simdjson::ondemand::array arr;
+  if (v.get_array().get(arr))
+    throw body_error{fields.name(key) + " must be an array of numbers"};
+  std::vector<float> result;
+  for (auto element : arr) {
+    auto at = fields.name(key) + "[" + std::to_string(result.size()) + "]";
+    simdjson::ondemand::value x;
+    double d = 0;
+    if (element.get(x))
+      throw body_error{"malformed JSON at " + at};
+    json_type type;
+    if (x.type().get(type) || type != json_type::number || x.get_double().get(d))
+      throw body_error{at + " must be a number"};
+    auto f = static_cast<float>(d);
+    if (!std::isfinite(f))
+      throw body_error{at + " must be a finite number (float32)"};
+    if (result.size() == max_embedding_dimension)
+      throw body_error{fields.name(key) + " has more than "
+                       + std::to_string(max_embedding_dimension)
+                       + " dimensions"};
+    result.push_back(f);
+  }
+  if (result.empty())
+    throw body_error{fields.name(key)
+                     + " must not be empty (leave it out or send null for "
+                       "none)"};
+  return result;
+}
+
+constexpr auto memory_fields
+  = "id, agent_id, type, tier, status, source_type, importance, pinned, "
+    "access_count, created_at, last_accessed_at, expires_at, metadata, "
+    "content, embedding, embedding_model";
+
+/// Reads memory object number `index` of an import.
+memories::memory_row read_memory(simdjson::ondemand::object obj, size_t index) {
+  json_fields fields{obj, "memories[" + std::to_string(index) + "]."};
+  memories::memory_row r;
+  std::set<std::string> seen;
+  bool has_type = false;
+  bool has_content = false;
+  fields.each([&](const std::string& key, simdjson::ondemand::value v) {
+    if (!seen.insert(key).second)
+      throw body_error{"field " + fields.name(key) + " appears twice"};
+    auto name = fields.name(key);
+    if (key == "content") {
+      r.content = fields.text(v, key);
+      if (r.content.empty())
+        throw body_error{name + " must not be empty"};
+      if (r.content.size() > max_memory_content_bytes)
+        throw body_error{name + " is longer than "
+                         + std::to_string(max_memory_content_bytes)
+                         + " bytes"};
+      has_content = true;
+    } else if (key == "type") {
+      r.type = fields.text(v, key);
+      if (!is_type(r.type))
+        throw body_error{name + " must be " + types_text + ", got '"
+                         + r.type.substr(0, 64) + "'"};
+      has_type = true;
+    } else if (key == "id") {
+      if (!null_value(v, name))
+        r.id = uuid_of(fields.text(v, key), name);
+    } else if (key == "agent_id") {
+      if (!null_value(v, name))
+        r.agent_id = uuid_of(fields.text(v, key), name);
+    } else if (key == "tier") {
+      r.tier = fields.text(v, key);
+      if (!is_tier(r.tier))
+        throw body_error{name + " must be " + tiers_text + ", got '"
+                         + r.tier.substr(0, 64) + "'"};
+    } else if (key == "status") {
+      r.status = fields.text(v, key);
+      if (!is_status(r.status))
+        throw body_error{name + " must be " + statuses_text + ", got '"
+                         + r.status.substr(0, 64) + "'"};
+    } else if (key == "source_type") {
+      r.source_type = fields.text(v, key);
+      if (r.source_type.empty() || r.source_type.size() > 255)
+        throw body_error{name + " must be 1 to 255 bytes"};
+    } else if (key == "importance") {
+      r.importance = static_cast<int32_t>(fields.integer(v, key, 1, 10));
+    } else if (key == "pinned") {
+      r.pinned = fields.boolean(v, key);
+    } else if (key == "access_count") {
+      r.access_count = static_cast<int32_t>(
+        fields.integer(v, key, 0, std::numeric_limits<int32_t>::max()));
+    } else if (key == "created_at") {
+      r.created_at_us = time_value(fields, v, key);
+    } else if (key == "last_accessed_at") {
+      if (!null_value(v, name))
+        r.last_accessed_at_us = time_value(fields, v, key);
+    } else if (key == "expires_at") {
+      if (!null_value(v, name))
+        r.expires_at_us = time_value(fields, v, key);
+    } else if (key == "metadata") {
+      r.metadata_json = null_value(v, name) ? std::string{"{}"}
+                                            : fields.raw(v, key, true);
+    } else if (key == "embedding") {
+      if (!null_value(v, name))
+        r.embedding = embedding_value(fields, v, key);
+    } else if (key == "embedding_model") {
+      if (!null_value(v, name)) {
+        r.embedding_model = fields.text(v, key);
+        if (r.embedding_model.empty() || r.embedding_model.size() > 255)
+          throw body_error{name + " must be 1 to 255 bytes"};
+      }
+    } else {
+      throw body_error{"unknown field " + name + " (accepted: "
+                       + std::string{memory_fields} + ")"};
+    }
+  });
+  if (!has_content)
+    throw body_error{fields.name("content") + " is required"};
+  if (!has_type)
+    throw body_error{fields.name("type") + " is required"};
+  if (!r.embedding.empty() && r.embedding_model.empty())
+    throw body_error{fields.name("embedding_model")
+                     + " is required with an embedding"};
+  if (r.embedding.empty() && !r.embedding_model.empty())
+    throw body_error{fields.name("embedding_model")
+                     + " is given without an embedding"};
+  return r;
+}
+
+void count_row(const std::vector<memories::memory_row>& rows) {
+  if (rows.size() == max_imported_memories)
+    throw too_many_memories{"an import takes at most "
+                            + std::to_string(max_imported_memories)
+                            + " memories; split it into several requests"};
+}
+
+/// The object at the start of `doc`, or body_error naming `what`.
+simdjson::ondemand::object object_of(simdjson::ondemand::value v,
+                                     const std::string& what) {
+  json_type type;
+  if (v.type().get(type))
+    throw body_error{what + " is not valid JSON"};
+  if (type != json_type::object)
+    throw body_error{what + " must be a memory object"};
+  simdjson::ondemand::object obj;
+  if (v.get_object().get(obj))
+    throw body_error{what + " is not valid JSON"};
+  return obj;
+}
+
+/// Memories of a JSON array body.
+std::vector<memories::memory_row>
+read_array(const simdjson::padded_string& body) {
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(body).get(doc))
+    throw body_error{"the request body is not valid JSON"};
+  std::vector<memories::memory_row> rows;
+  try {
+    json_type type;
+    if (doc.type().get(type))
+      throw body_error{"the request body is not valid JSON"};
+    if (type != json_type::array)
+      throw body_error{"the request body must be an array of memory objects"};
+    simdjson::ondemand::array arr;
+    if (doc.get_array().get(arr))
+      throw body_error{"the request body is not valid JSON"};
+    for (auto element : arr) {
+      count_row(rows);
+      auto what = "memories[" + std::to_string(rows.size()) + "]";
+      simdjson::ondemand::value v;
+      if (element.get(v))
+        throw body_error{what + " is not valid JSON"};
+      rows.push_back(read_memory(object_of(v, what), rows.size()));
+    }
+  } catch (const simdjson::simdjson_error& e) {
+    throw body_error{std::string{"the request body is not valid JSON: "}
+                     + e.what()};
+  }
+  const char* rest = nullptr;
+  if (!doc.current_location().get(rest))
+    throw body_error{"unexpected content after the JSON array"};
+  return rows;
+}
+
+/// Memories of an NDJSON body: one object per line; blank lines are
+/// skipped and do not count as rows.
+std::vector<memories::memory_row>
+read_ndjson(const simdjson::padded_string& body) {
+  std::vector<memories::memory_row> rows;
+  simdjson::ondemand::parser parser;
+  const char* data = body.data();
+  size_t size = body.size();
+  size_t pos = 0;
+  size_t line_number = 0;
+  while (pos < size) {
+    ++line_number;
+    auto newline = std::string_view{data + pos, size - pos}.find('\n');
+    size_t end = newline == std::string_view::npos ? size : pos + newline;
+    size_t first = pos;
+    while (first < end && (data[first] == ' ' || data[first] == '\t'
+                           || data[first] == '\r'))
+      ++first;
+    size_t start = pos;
+    pos = end + 1;
+    if (first == end)
+      continue;
+    count_row(rows);
+    auto what = "memories[" + std::to_string(rows.size()) + "] (line "
+                + std::to_string(line_number) + ")";
+    // The line lies inside the padded body, so the padding simdjson reads
+    // past its end is there.
+    simdjson::padded_string_view line{data + start, end - start,
+                                      size - start + simdjson::SIMDJSON_PADDING};
+    simdjson::ondemand::document doc;
+    if (parser.iterate(line).get(doc))
+      throw body_error{what + " is not valid JSON"};
+    try {
+      json_type type;
+      if (doc.type().get(type))
+        throw body_error{what + " is not valid JSON"};
+      if (type != json_type::object)
+        throw body_error{what + " must be a memory object"};
+      simdjson::ondemand::object obj;
+      if (doc.get_object().get(obj))
+        throw body_error{what + " is not valid JSON"};
+      rows.push_back(read_memory(obj, rows.size()));
+    } catch (const simdjson::simdjson_error& e) {
+      throw body_error{what + " is not valid JSON: " + e.what()};
+    }
+    const char* rest = nullptr;
+    if (!doc.current_location().get(rest))
+      throw body_error{"unexpected content after " + what
+                       + " (one memory object per line)"};
+  }
+  return rows;
+}
+
+bool is_ndjson(const request& req, const simdjson::padded_string& body) {
+  auto type = std::string{req[boost::beast::http::field::content_type]};
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (type.find("ndjson") != std::string::npos
+      || type.find("jsonl") != std::string::npos)
+    return true;
+  std::string_view text{body.data(), body.size()};
+  auto first = text.find_first_not_of(" \t\r\n");
+  return first == std::string_view::npos || text[first] != '[';
+}
+
+/// What the storage refuses across rows, checked before anything is
+/// embedded: ids that repeat, vectors of one model with two dimensions.
+void check_rows(const std::vector<memories::memory_row>& rows) {
+  std::unordered_map<std::string, size_t> ids;
+  std::map<std::string, std::pair<size_t, size_t>> dimensions;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    auto at = "memories[" + std::to_string(i) + "].";
+    if (!r.id.empty()) {
+      auto [it, fresh] = ids.emplace(r.id, i);
+      if (!fresh)
+        throw body_error{at + "id repeats the id of memories["
+                         + std::to_string(it->second) + "] (" + r.id + ")"};
+    }
+    if (!r.embedding.empty()) {
+      auto [it, fresh] = dimensions.emplace(
+        r.embedding_model, std::make_pair(r.embedding.size(), i));
+      if (!fresh && it->second.first != r.embedding.size())
+        throw body_error{at + "embedding has "
+                         + std::to_string(r.embedding.size())
+                         + " dimensions, but memories["
+                         + std::to_string(it->second.second) + "] of model '"
+                         + r.embedding_model + "' has "
+                         + std::to_string(it->second.first)};
+    }
+  }
+}
+
+std::vector<memories::memory_row> read_import(const request& req) {
+  auto body = padded_body(req);
+  auto rows = is_ndjson(req, body) ? read_ndjson(body) : read_array(body);
+  if (rows.empty())
+    throw body_error{"the import holds no memories"};
+  check_rows(rows);
+  return rows;
+}
+
+/// The `{id}` of the path as a project or memory id.
+std::string path_id(const request_context& ctx, const char* what) {
+  return uuid_of(ctx.params.at("id"), what);
+}
+
+memories::list_memories_request read_list(const request_context& ctx) {
+  memories::list_memories_request req;
+  req.project_id = path_id(ctx, "project id");
+  if (auto agent = query_param(ctx.query, "agent_id"); agent && !agent->empty())
+    req.agent_id = uuid_of(*agent, "query parameter agent_id");
+  auto choice = [&](const char* name, bool (*valid)(const std::string&),
+                    const char* accepted) {
+    auto value = query_param(ctx.query, name).value_or("");
+    if (!value.empty() && !valid(value))
+      throw body_error{std::string{"query parameter "} + name + " must be "
+                       + accepted + ", got '" + value.substr(0, 64) + "'"};
+    return value;
+  };
+  req.type = choice("type", is_type, types_text);
+  req.status = choice("status", is_status, statuses_text);
+  req.tier = choice("tier", is_tier, tiers_text);
+  req.cursor = query_param(ctx.query, "cursor").value_or("");
+  req.limit = query_integer(ctx.query, "limit", 1, 1000).value_or(50);
+  return req;
+}
+
+/// Runs `f`, answering 400 (413) for what it refuses.
+template <class F>
+void guard(responder& respond, F&& f) {
+  try {
+    f();
+  } catch (const too_many_memories& e) {
+    respond(error_response(errc::too_large, e.what()));
+  } catch (const body_error& e) {
+    respond(error_response(errc::invalid_argument, e.what()));
+  }
+}
+
+// -- import -------------------------------------------------------------------------
+
+using shared_rows = std::shared_ptr<std::vector<memories::memory_row>>;
+
+/// Stores the rows and answers 201 with their ids.
+void store(caf::event_based_actor* self, const shared_deps& deps,
+           const storage_actor& storage, std::string project_id,
+           shared_rows rows, responder respond) {
+  memories::import_memories_request req;
+  req.project_id = std::move(project_id);
+  req.rows = std::move(*rows);
+  req.now_us = to_epoch_us(deps->time->now());
+  self->request(storage, deps->import_timeout, std::move(req))
+    .then(
+      [respond](memories::import_result& result) mutable {
+        json::array ids;
+        ids.reserve(result.ids.size());
+        for (auto& id : result.ids)
+          ids.emplace_back(id);
+        respond(json_ok(status::created,
+                        json::object{{"imported", result.count},
+                                     {"ids", std::move(ids)}}));
+      },
+      [respond](caf::error& err) mutable {
+        respond(error_response(code_of(err), message_of(err)));
+      });
+}
+
+/// Fills the rows without an embedding from the embedder's answer; a
+/// malformed answer is an error.
+std::optional<std::string> fill_embeddings(memories::embed_texts_result& e,
+                                           const std::vector<size_t>& missing,
+                                           std::vector<memories::memory_row>& rows) {
+  auto dim = static_cast<size_t>(std::max<int64_t>(e.dimension, 0));
+  if (dim == 0 || e.model.empty() || e.values.size() != dim * missing.size())
+    return "the embedder answered " + std::to_string(e.values.size())
+           + " values of dimension " + std::to_string(e.dimension)
+           + " (model '" + e.model + "') for " + std::to_string(missing.size())
+           + " texts";
+  for (size_t k = 0; k < missing.size(); ++k) {
+    auto& r = rows[missing[k]];
+    const float* first = e.values.data() + k * dim;
+    r.embedding.assign(first, first + dim);
+    r.embedding_model = e.model;
+  }
+  return std::nullopt;
+}
+
+/// Embeds the rows that need it, then stores all of them. The project is
+/// looked up first, so an unknown one costs no embedding.
+void import(const shared_deps& deps, std::string project_id, shared_rows rows,
+            responder respond) {
+  auto storage = storage_of(*deps->sys);
+  if (!storage) {
+    respond(error_response(errc::shutting_down,
+                           "the storage pool is not running"));
+    return;
+  }
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < rows->size(); ++i)
+    if ((*rows)[i].embedding.empty())
+      missing.push_back(i);
+  if (!missing.empty() && !deps->embedder) {
+    respond(error_response(errc::unavailable,
+                           "no embedding provider is running; send every "
+                           "memory with its embedding and embedding_model"));
+    return;
+  }
+  deps->sys->spawn([deps, storage, project_id = std::move(project_id), rows,
+                    missing = std::move(missing),
+                    respond](caf::event_based_actor* self) mutable {
+    if (missing.empty()) {
+      store(self, deps, storage, project_id, rows, respond);
+      return;
+    }
+    self->request(storage, deps->timeout, memories::get_project_request{project_id})
+      .then(
+        [self, deps, storage, project_id, rows, missing,
+         respond](memories::project_record&) mutable {
+          memories::embed_texts_request req;
+          req.texts.reserve(missing.size());
+          for (auto i : missing)
+            req.texts.push_back((*rows)[i].content);
+          self->request(deps->embedder, deps->import_timeout, std::move(req))
+            .then(
+              [self, deps, storage, project_id, rows, missing,
+               respond](memories::embed_texts_result& e) mutable {
+                if (auto problem = fill_embeddings(e, missing, *rows)) {
+                  respond(error_response(errc::unspecified, *problem));
+                  return;
+                }
+                store(self, deps, storage, project_id, rows, respond);
+              },
+              [respond](caf::error& err) mutable {
+                respond(error_response(code_of(err),
+                                       "embedding the memories failed: "
+                                         + message_of(err)));
+              });
+        },
+        [respond](caf::error& err) mutable {
+          respond(error_response(code_of(err), message_of(err)));
+        });
+  });
+}
+
+} // namespace
+
+json::object memory_json(const memories::memory_record& m) {
+  json::object o;
+  o["id"] = m.id;
+  o["project_id"] = m.project_id;
+  o["agent_id"] = text_or_null(m.agent_id);
+  o["type"] = m.type;
+  o["tier"] = m.tier;
+  o["status"] = m.status;
+  o["content"] = m.content;
+  o["importance"] = m.importance;
+  o["pinned"] = m.pinned;
+  o["access_count"] = m.access_count;
+  o["source_type"] = m.source_type;
+  o["embedding_model"] = text_or_null(m.embedding_model);
+  o["embedding_dimension"] = m.embedding_dimension == 0
+                               ? json::value(nullptr)
+                               : json::value(m.embedding_dimension);
+  o["superseded_by"] = text_or_null(m.superseded_by);
+  o["parent_id"] = text_or_null(m.parent_id);
+  o["metadata"] = json_or_empty_object(m.metadata_json);
+  o["created_at"] = time_or_null(m.created_at_us);
+  o["updated_at"] = time_or_null(m.updated_at_us);
+  o["last_accessed_at"] = time_or_null(m.last_accessed_at_us);
+  o["expires_at"] = time_or_null(m.expires_at_us);
+  return o;
+}
+
+void add_memory_routes(router& r, memory_route_deps deps) {
+  if (deps.sys == nullptr)
+    throw std::logic_error("memory routes need an actor system");
+  if (deps.time == nullptr)
+    throw std::logic_error("memory routes need a clock");
+  auto shared = std::make_shared<const memory_route_deps>(std::move(deps));
+
+  r.add(verb::post, "/api/projects/{id}/memories",
+        [shared](request_context& ctx, responder respond) {
+          guard(respond, [&] {
+            auto project_id = path_id(ctx, "project id");
+            auto rows = std::make_shared<std::vector<memories::memory_row>>(
+              read_import(ctx.req));
+            import(shared, std::move(project_id), std::move(rows),
+                   std::move(respond));
+          });
+        });
+
+  r.add(verb::get, "/api/projects/{id}/memories",
+        [shared](request_context& ctx, responder respond) {
+          guard(respond, [&] {
+            ask_storage<memories::memory_page>(
+              *shared->sys, shared->timeout, read_list(ctx),
+              [respond](memories::memory_page& page) mutable {
+                json::array items;
+                items.reserve(page.memories.size());
+                for (const auto& m : page.memories)
+                  items.emplace_back(memory_json(m));
+                json::object body;
+                body["memories"] = std::move(items);
+                body["next_cursor"] = text_or_null(page.next_cursor);
+                respond(json_ok(status::ok, body));
+              },
+              respond);
+          });
+        });
+
+  r.add(verb::get, "/api/memories/{id}",
+        [shared](request_context& ctx, responder respond) {
+          guard(respond, [&] {
+            ask_storage<memories::memory_detail>(
+              *shared->sys, shared->timeout,
+              memories::get_memory_request{path_id(ctx, "memory id")},
+              [respond](memories::memory_detail& d) mutable {
+                respond(json_ok(status::ok, detail_json(d)));
+              },
+              respond);
+          });
+        });
+
+  r.add(verb::post, "/api/memories/{id}/restore",
+        [shared](request_context& ctx, responder respond) {
+          guard(respond, [&] {
+            memories::restore_memory_request req;
+            req.memory_id = path_id(ctx, "memory id");
+            req.now_us = to_epoch_us(shared->time->now());
+            ask_storage<memories::memory_record>(
+              *shared->sys, shared->timeout, std::move(req),
+              [respond](memories::memory_record& m) mutable {
+                respond(json_ok(status::ok, memory_json(m)));
+              },
+              respond);
+          });
+        });
+}
+
+} // namespace engram::http
