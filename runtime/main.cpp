@@ -466,6 +466,7 @@ int serve(const config& cfg) {
          caf::atom(storage_pool_name));
        opts.cache = sys.registry().get<hot_cache_actor>(
          caf::atom(hot_cache_name));
+       opts.metrics = &registry;
        return caf::actor_cast<caf::actor>(
          spawn_consolidation_coordinator(sys, std::move(opts)));
      }},

@@ -13,6 +13,7 @@
 #include "actors/consolidation/snapshot.hpp"
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
 
 namespace engram {
 
@@ -43,6 +44,8 @@ struct flight {
   pending request;
   project_session_actor session;
   stage_work work;
+  /// When the current phase was handed to its actor.
+  std::chrono::steady_clock::time_point phase_started;
   /// Some phases were committed before this run (a resumed job).
   bool resumed = false;
 };
@@ -56,7 +59,36 @@ struct coordinator_state {
   std::set<std::string> busy_projects;
   int64_t completed = 0;
   int64_t failed = 0;
+  metrics::gauge* in_flight_gauge = nullptr;
+  metrics::gauge* waiting_gauge = nullptr;
   static inline const char* name = "consolidation_coordinator";
+
+  void count_job(const std::string& status) {
+    if (options.metrics != nullptr)
+      options.metrics
+        ->get_counter("engram_consolidation_jobs_total",
+                      "Consolidation jobs ended, by outcome.",
+                      {{"status", status}})
+        .inc();
+  }
+
+  void observe_phase(const std::string& phase, double seconds) {
+    if (options.metrics != nullptr)
+      options.metrics
+        ->get_histogram("engram_consolidation_phase_seconds",
+                        "Time of one consolidation phase of one project "
+                        "(planning, providers and commit).",
+                        {{"phase", phase}})
+        .observe(seconds);
+  }
+
+  void update_gauges() {
+    if (in_flight_gauge == nullptr)
+      return;
+    in_flight_gauge->set(
+      static_cast<double>(options.sessions.size() - idle.size()));
+    waiting_gauge->set(static_cast<double>(waiting.size()));
+  }
 };
 
 using coordinator_ptr = consolidation_actor::stateful_pointer<coordinator_state>;
@@ -104,6 +136,7 @@ void land(coordinator_ptr self, const flight_ptr& f) {
   st.busy_projects.erase(f->request.project());
   st.idle.push_back(f->session);
   pump(self);
+  st.update_gauges();
 }
 
 /// Ends a real job with `status` (and `error`), answers its requester and
@@ -119,6 +152,7 @@ void end_job(coordinator_ptr self, flight_ptr f, std::string status,
   self->request(f->session, caf::infinite, std::move(req))
     .then(
       [self, f, status, error, cause](job_record& job) mutable {
+        self->state.count_job(status);
         if (status == "failed") {
           ++self->state.failed;
           logger()->warn("job {} project {} failed: {}", job.id,
@@ -135,6 +169,7 @@ void end_job(coordinator_ptr self, flight_ptr f, std::string status,
       },
       [self, f](caf::error& err) {
         ++self->state.failed;
+        self->state.count_job("failed");
         f->request.run_rp.deliver(std::move(err));
         land(self, f);
       });
@@ -229,9 +264,16 @@ void next_stage(coordinator_ptr self, flight_ptr f) {
     }
     return;
   }
+  f->phase_started = std::chrono::steady_clock::now();
   self->request(actor->second, caf::infinite, std::move(w), f->session)
     .then(
       [self, f](stage_work& done) {
+        if (!done.dry_run && done.next > 0)
+          self->state.observe_phase(
+            done.phases[done.next - 1],
+            std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                          - f->phase_started)
+              .count());
         f->work = std::move(done);
         next_stage(self, f);
       },
@@ -381,6 +423,14 @@ consolidation_actor::behavior_type coordinator(coordinator_ptr self,
   auto& st = self->state;
   st.options = std::move(options);
   st.idle = st.options.sessions;
+  if (st.options.metrics != nullptr) {
+    const char* help = "Consolidation projects on this node, in flight or "
+                       "waiting for a session.";
+    st.in_flight_gauge = &st.options.metrics->get_gauge(
+      "engram_consolidation_projects", help, {{"state", "in_flight"}});
+    st.waiting_gauge = &st.options.metrics->get_gauge(
+      "engram_consolidation_projects", help, {{"state", "waiting"}});
+  }
   for (auto& s : st.options.sessions)
     self->link_to(s);
   for (auto& [name, actor] : st.options.phases)
@@ -394,6 +444,7 @@ consolidation_actor::behavior_type coordinator(coordinator_ptr self,
       auto rp = p.run_rp;
       self->state.waiting.push_back(std::move(p));
       pump(self);
+      self->state.update_gauges();
       return rp;
     },
     [self](dry_run_request& req) -> caf::result<dry_run_result> {

@@ -35,6 +35,10 @@
 #include "messages/storage.hpp"
 #include "runtime/clock.hpp"
 
+namespace engram::metrics {
+class registry;
+} // namespace engram::metrics
+
 namespace engram {
 
 struct coordinator_options {
@@ -47,6 +51,10 @@ struct coordinator_options {
   /// Invalidated after a job's phases; may be invalid (no cache).
   hot_cache_actor cache;
   const clock* time = &real_clock();
+  /// engram_consolidation_jobs_total{status},
+  /// engram_consolidation_phase_seconds{phase} (a phase's plan and commit),
+  /// engram_consolidation_projects{state="in_flight"|"waiting"}; null: none.
+  metrics::registry* metrics = nullptr;
 };
 
 /// Spawns the coordinator; it links to the sessions and phase actors.
