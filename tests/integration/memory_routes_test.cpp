@@ -5,6 +5,9 @@
 // nothing; unknown ids are 404; restoring an active memory is 409.
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
@@ -687,4 +690,37 @@ TEST_F(memory_routes_test, a_memory_shows_its_audit_and_superseded_or_archived_o
   EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE action = "
                   "'restored'"),
             2);
+}
+
+TEST_F(memory_routes_test, an_http_import_of_384_dimension_rows_is_measured) {
+  serve();
+  auto project = make_project();
+  // 10,000 NDJSON rows with 384-float vectors (about 40 MB of JSON), as a
+  // client exporting another store would send them.
+  constexpr size_t n = 10000;
+  std::string body;
+  body.reserve(n * 4200);
+  char number[32];
+  for (size_t i = 0; i < n; ++i) {
+    body += R"({"content": "memory number )" + std::to_string(i)
+            + R"(", "type": "semantic", "embedding_model": "bench-384", "embedding": [)";
+    for (size_t j = 0; j < dimension; ++j) {
+      std::snprintf(number, sizeof(number), j == 0 ? "%.7g" : ",%.7g",
+                    std::sin(static_cast<double>(i * dimension + j)) * 0.05);
+      body += number;
+    }
+    body += "]}\n";
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto r = import(project, body, "application/x-ndjson");
+  auto seconds = std::chrono::duration<double>(
+                   std::chrono::steady_clock::now() - start)
+                   .count();
+  ASSERT_EQ(r.status, 201) << r.body.substr(0, 500);
+  std::printf("[ measure  ] POSTed %zu NDJSON rows of %zu floats (%.1f MB) in "
+              "%.3f s: %.0f rows/s (parse, store, commit, answer)\n",
+              n, dimension, static_cast<double>(body.size()) / 1e6, seconds,
+              static_cast<double>(n) / seconds);
+  EXPECT_EQ(stored(), static_cast<int64_t>(n));
+  EXPECT_EQ(*embed_calls, 0);
 }
