@@ -218,6 +218,9 @@ memories::memory_row read_memory(simdjson::ondemand::object obj, size_t index) {
         throw body_error{name + " is longer than "
                          + std::to_string(max_memory_content_bytes)
                          + " bytes"};
+      // PostgreSQL text cannot hold NUL.
+      if (r.content.find('\0') != std::string::npos)
+        throw body_error{name + " must not contain NUL (\\u0000)"};
       has_content = true;
     } else if (key == "type") {
       r.type = fields.text(v, key);
@@ -263,6 +266,9 @@ memories::memory_row read_memory(simdjson::ondemand::object obj, size_t index) {
     } else if (key == "metadata") {
       r.metadata_json = null_value(v, name) ? std::string{"{}"}
                                             : fields.raw(v, key, true);
+      // jsonb refuses the escaped NUL.
+      if (r.metadata_json.find("\\u0000") != std::string::npos)
+        throw body_error{name + " must not contain \\u0000"};
     } else if (key == "embedding") {
       if (!null_value(v, name))
         r.embedding = embedding_value(fields, v, key);

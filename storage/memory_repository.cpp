@@ -440,6 +440,8 @@ std::string check_memory_row(const memories::memory_row& r, size_t index) {
            + r.status.substr(0, 64) + "'";
   if (r.content.empty())
     return field(index, "content") + " must not be empty";
+  if (r.content.find('\0') != std::string::npos)
+    return field(index, "content") + " must not contain NUL";
   if (r.source_type.empty())
     return field(index, "source_type") + " must not be empty";
   if (r.importance < 1 || r.importance > 10)

@@ -32,7 +32,8 @@ inline constexpr int64_t max_memory_page = 1000;
 
 /// The first problem of row `index` of an import as
 /// "memories[<index>].<field> ...", or "" when the row is fine on its own:
-/// type, tier and status outside their sets, empty content or source_type,
+/// type, tier and status outside their sets, empty content (or content
+/// with NUL) or source_type,
 /// importance outside 1–10, a negative access_count, a malformed id or
 /// agent_id, a non-finite embedding value, an embedding without its model
 /// (or a model without an embedding), metadata that is not a JSON object.
