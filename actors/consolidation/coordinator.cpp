@@ -48,6 +48,12 @@ struct flight {
   std::chrono::steady_clock::time_point phase_started;
   /// Some phases were committed before this run (a resumed job).
   bool resumed = false;
+  /// The job as begun: `work` is handed to each phase actor and is gone
+  /// from here while the phase runs, so a failed phase is ended with these.
+  std::string job_id;
+  std::string project_id;
+  /// Agents whose memories the phases committed so far changed.
+  std::vector<std::string> agents_changed;
 };
 
 using flight_ptr = std::shared_ptr<flight>;
@@ -144,9 +150,18 @@ void land(coordinator_ptr self, const flight_ptr& f) {
 void end_job(coordinator_ptr self, flight_ptr f, std::string status,
              std::string error, caf::error cause = {}) {
   finish_job req;
-  req.job_id = f->work.job.id;
-  req.project_id = f->work.job.project_id;
+  req.job_id = f->job_id;
+  req.project_id = f->project_id;
   req.status = status;
+  // A job that fails after some phases committed leaves their changes: the
+  // cache of the agents they changed goes now (a resumed job's earlier
+  // phases: every agent), not only at a successful end.
+  if (status == "failed" && self->state.options.cache
+      && (f->resumed || !f->agents_changed.empty()))
+    self->send(self->state.options.cache,
+               cache::invalidate_agents{
+                 f->project_id, f->resumed ? std::vector<std::string>{std::string{}}
+                                           : f->agents_changed});
   req.error = error;
   req.now_us = now_us(self);
   self->request(f->session, caf::infinite, std::move(req))
@@ -275,6 +290,7 @@ void next_stage(coordinator_ptr self, flight_ptr f) {
                                           - f->phase_started)
               .count());
         f->work = std::move(done);
+        f->agents_changed = f->work.agents_changed;
         next_stage(self, f);
       },
       [self, f](caf::error& err) {
@@ -319,6 +335,8 @@ void start_run(coordinator_ptr self, flight_ptr f) {
           return;
         }
         f->work.job = job;
+        f->job_id = job.id;
+        f->project_id = job.project_id;
         if (!start.project_found) {
           end_job(self, f, "cancelled",
                   "project " + job.project_id

@@ -357,13 +357,49 @@ caf::expected<prepared_phase> prepare_hierarchy(const snapshot& s,
       } else {
         target = new_ids.at(action.new_number);
       }
-      rewrite_change r;
-      r.id = target;
-      r.content = o.content;
-      r.embedding = o.embedding;
-      r.embedding_model = o.embedding.empty() ? std::string{} : o.model;
-      r.importance = importance;
-      out.commit.rewrites.push_back(std::move(r));
+      // A principle this commit creates is updated in its insert: the
+      // commit writes it as apply_hierarchy leaves it (the last action's
+      // text and vector, importance raised, never lowered).
+      auto inserted = std::find_if(out.commit.inserts.begin(),
+                                   out.commit.inserts.end(),
+                                   [&](const new_memory& x) {
+                                     return x.id == target;
+                                   });
+      if (inserted != out.commit.inserts.end()) {
+        previous = inserted->content;
+        inserted->content = o.content;
+        inserted->importance = std::max(inserted->importance, importance);
+        if (!o.embedding.empty()) {
+          inserted->embedding = o.embedding;
+          inserted->embedding_model = o.model;
+        }
+      } else {
+        // Several patterns may update one existing principle: the commit
+        // rewrites it once, as apply_hierarchy leaves it. Two rows of one
+        // id would make the guarded UPDATE count fewer rows than it was
+        // given: a false conflict that failed the phase at every retry.
+        rewrite_change r;
+        r.id = target;
+        r.content = o.content;
+        r.embedding = o.embedding;
+        r.embedding_model = o.embedding.empty() ? std::string{} : o.model;
+        r.importance = importance;
+        auto seen = std::find_if(out.commit.rewrites.begin(),
+                                 out.commit.rewrites.end(),
+                                 [&](const rewrite_change& x) {
+                                   return x.id == target;
+                                 });
+        if (seen != out.commit.rewrites.end()) {
+          r.importance = std::max(r.importance, seen->importance);
+          if (r.embedding.empty()) {
+            r.embedding = std::move(seen->embedding);
+            r.embedding_model = std::move(seen->embedding_model);
+          }
+          *seen = std::move(r);
+        } else {
+          out.commit.rewrites.push_back(std::move(r));
+        }
+      }
       boost::json::object detail;
       detail["phase"] = "hierarchy";
       detail["pattern"] = pat.label;
