@@ -7,7 +7,6 @@
 #include <boost/json.hpp>
 #include <caf/actor_registry.hpp>
 
-#include "actors/cache/hot_cache.hpp"
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"

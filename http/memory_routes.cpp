@@ -17,6 +17,7 @@
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "messages/cache.hpp"
 #include "runtime/uuid.hpp"
 
 namespace engram::http {
@@ -500,13 +501,23 @@ using shared_rows = std::shared_ptr<std::vector<memories::memory_row>>;
 void store(caf::event_based_actor* self, const shared_deps& deps,
            const storage_actor& storage, std::string project_id,
            shared_rows rows, responder respond) {
+  // The hot memories of these agents change with the import.
+  std::vector<std::string> hot_agents;
+  for (const auto& r : *rows)
+    if (r.tier == "hot" && r.status == "active")
+      hot_agents.push_back(r.agent_id);
+  std::sort(hot_agents.begin(), hot_agents.end());
+  hot_agents.erase(std::unique(hot_agents.begin(), hot_agents.end()),
+                   hot_agents.end());
   memories::import_memories_request req;
-  req.project_id = std::move(project_id);
+  req.project_id = project_id;
   req.rows = std::move(*rows);
   req.now_us = to_epoch_us(deps->time->now());
   self->request(storage, deps->import_timeout, std::move(req))
     .then(
-      [respond](memories::import_result& result) mutable {
+      [respond, deps, project_id,
+       hot_agents = std::move(hot_agents)](memories::import_result& result) mutable {
+        invalidate_hot_memories(*deps->sys, project_id, std::move(hot_agents));
         json::array ids;
         ids.reserve(result.ids.size());
         for (auto& id : result.ids)
@@ -684,7 +695,9 @@ void add_memory_routes(router& r, memory_route_deps deps) {
             req.now_us = to_epoch_us(shared->time->now());
             ask_storage<memories::memory_record>(
               *shared->sys, shared->timeout, std::move(req),
-              [respond](memories::memory_record& m) mutable {
+              [respond, shared](memories::memory_record& m) mutable {
+                invalidate_hot_memories(*shared->sys, m.project_id,
+                                        {m.agent_id});
                 respond(json_ok(status::ok, memory_json(m)));
               },
               respond);

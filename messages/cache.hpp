@@ -15,6 +15,9 @@
 #include "messages/atoms.hpp"
 #include "messages/memories.hpp"
 
+#include <caf/actor_registry.hpp>
+#include <caf/actor_system.hpp>
+
 namespace engram::cache {
 
 /// An agent's hot memories (errc::invalid_argument for a malformed id).
@@ -83,9 +86,25 @@ typename Inspector::result_type inspect(Inspector& f, load_hot_memories& x) {
 
 namespace engram {
 
+/// The hot cache's key in the actor registry.
+inline constexpr char hot_cache_name[] = "hot_cache";
+
 using hot_cache_actor = caf::typed_actor<
   caf::replies_to<cache::hot_memories_request>::with<cache::hot_memories>,
   caf::reacts_to<cache::invalidate_agents>,
   caf::replies_to<atom::stats>::with<cache::cache_stats>>;
+
+/// Tells this node's hot cache (when it runs) that the memories of `agents`
+/// of `project` changed ("" = a project-wide memory: every agent).
+inline void invalidate_hot_memories(caf::actor_system& sys,
+                                    std::string project,
+                                    std::vector<std::string> agents) {
+  if (agents.empty())
+    return;
+  if (auto cache
+      = sys.registry().get<hot_cache_actor>(caf::atom(hot_cache_name)))
+    caf::anon_send(cache, cache::invalidate_agents{std::move(project),
+                                                   std::move(agents)});
+}
 
 } // namespace engram

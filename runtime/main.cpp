@@ -555,6 +555,9 @@ int serve(const config& cfg) {
   memory_deps.sys = &sys;
   memory_deps.embedder = spawn_embedder(sys, embeddings);
   memory_deps.timeout = cfg.http.request_timeout;
+  // An import may not outlast the server's handler timeout (a 504 whose
+  // import commits later would be a lie).
+  memory_deps.import_timeout = cfg.http.request_timeout;
   http::add_memory_routes(router, memory_deps);
   http::consolidation_route_deps consolidation_deps;
   consolidation_deps.sys = &sys;

@@ -33,7 +33,4 @@ struct hot_cache_options {
 [[nodiscard]] hot_cache_actor spawn_hot_cache(caf::actor_system& sys,
                                               hot_cache_options options);
 
-/// The hot cache's name in the actor registry.
-inline constexpr char hot_cache_name[] = "hot_cache";
-
 } // namespace engram
