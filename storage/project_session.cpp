@@ -4,6 +4,7 @@
 
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
+#include <pqxx/nontransaction>
 
 #include "messages/errc.hpp"
 #include "runtime/clock.hpp"
@@ -57,6 +58,12 @@ project_session_actor::behavior_type session(session_ptr self,
                             + st.locked_project);
       st.locked_project.clear();
       auto start = st.keeper().checked_transaction([&](pqxx::work& tx) {
+        // Session-level advisory locks outlive transactions: one a begin
+        // took before it failed, or one a failed finish could not give
+        // back, would be taken again here (the count grows) and survive
+        // the next release, locking the project for every other session.
+        // A session holds no lock between jobs, so it drops them all.
+        tx.exec("SELECT pg_advisory_unlock_all()");
         return storage::begin_job(tx, req.job_id, from_epoch_us(req.now_us));
       });
       if (start && start->job.status == "running") {
@@ -92,8 +99,17 @@ project_session_actor::behavior_type session(session_ptr self,
           storage::release_project(tx, req.project_id);
         return job;
       });
-      if (done || !st.keeper().connected())
-        st.locked_project.clear();
+      if (!done && held && st.keeper().connected()) {
+        // The job row could not be ended (it stays running and a re-run
+        // resumes it), but the project must not stay locked by a session
+        // that goes back to the pool: give the lock back on its own.
+        (void) st.keeper().run<bool>([&](pqxx::connection& conn) {
+          pqxx::nontransaction tx{conn};
+          storage::release_project(tx, req.project_id);
+          return true;
+        });
+      }
+      st.locked_project.clear();
       return to_result(std::move(done));
     },
   };

@@ -1245,3 +1245,48 @@ TEST_F(consolidation_pipeline_test, two_stored_patterns_that_match_one_principle
             2);
   expect_consistent(project);
 }
+
+// -- a finish that fails ------------------------------------------------------------------
+
+TEST_F(consolidation_pipeline_test, a_finish_that_fails_leaves_no_lock_and_the_session_takes_the_next_job) {
+  start(1);
+  auto a = put_project("a");
+  auto b = put_project("b");
+  (void) seed(a);
+  (void) seed(b);
+  // The database refuses to complete jobs for a while (the session's
+  // connection stays up).
+  exec("CREATE FUNCTION engram.test_refuse_completion() RETURNS trigger "
+       "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'completion refused "
+       "(test)'; END $$; "
+       "CREATE TRIGGER test_refuse_completion BEFORE UPDATE ON "
+       "engram.consolidation_jobs FOR EACH ROW WHEN (NEW.status = "
+       "'completed') EXECUTE FUNCTION engram.test_refuse_completion()");
+  auto job_a = new_job(a, us(noon()));
+  auto refused = run(job_a);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(message_of(refused.error()).find("completion refused"),
+            std::string::npos)
+    << describe(refused.error());
+  EXPECT_EQ(stored_job(job_a.id).phases_completed,
+            consolidation::phase_names());
+  EXPECT_EQ(count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+            0)
+    << "the project is not left locked";
+  exec("DROP TRIGGER test_refuse_completion ON engram.consolidation_jobs");
+
+  // The one session takes the next job, of another project ...
+  auto job_b = new_job(b, us(noon()));
+  auto done_b = run(job_b);
+  ASSERT_TRUE(done_b) << describe(done_b.error());
+  EXPECT_EQ(done_b->status, "completed") << done_b->error_message;
+  // ... and the job whose end failed completes when run again, changing
+  // nothing more.
+  auto rows = project_rows(a);
+  auto done_a = run(job_a);
+  ASSERT_TRUE(done_a) << describe(done_a.error());
+  EXPECT_EQ(done_a->status, "completed") << done_a->error_message;
+  EXPECT_EQ(project_rows(a), rows);
+  EXPECT_EQ(count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+            0);
+}
