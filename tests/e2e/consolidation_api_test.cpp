@@ -415,3 +415,71 @@ TEST(consolidation_api, sigkill_in_the_middle_of_a_job_then_restart_converges) {
     if (!m.at("superseded_by").is_null())
       EXPECT_EQ(memories.count(str(m.at("superseded_by"))), 1u);
 }
+
+TEST(consolidation_api, scheduled_decay_fans_out_and_invalidates_hot_memories) {
+  temp_dir dir{"engram-e2e"};
+  daemon_process d{dir.path() / "data"};
+  auto port = d.wait_for_port();
+  ASSERT_NE(port, 0) << d.log();
+  const std::string enabled = "cccccccc-2222-4333-8444-555555555555";
+  const std::string disabled = "dddddddd-2222-4333-8444-555555555555";
+  put_project(port, enabled);
+  ASSERT_EQ(http_request(port, "PUT", "/api/projects/" + disabled,
+                         R"({"name":"off","consolidation_enabled":false})")
+              .status,
+            201);
+  // Without embeddings: the daemon embeds them (hashing embedder).
+  auto ndjson = std::string{R"({"type":"semantic","tier":"hot","agent_id":")"}
+                + agent_a
+                + R"(","content":"Expired hot fact.","expires_at":"2020-01-01T00:00:00Z"})"
+                + "\n" + R"({"type":"semantic","tier":"hot","agent_id":")"
+                + agent_a + R"(","content":"Current hot fact."})";
+  for (const auto& p : {enabled, disabled}) {
+    auto r = http_request(port, "POST", "/api/projects/" + p + "/memories",
+                          ndjson, {{"content-type", "application/x-ndjson"}});
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  auto hot_path = std::string{"/api/agents/"} + agent_a + "/memories/hot";
+  auto first = parse(http_get(port, hot_path));
+  EXPECT_EQ(first.at("memories").as_array().size(), 4u) << "both projects";
+  EXPECT_FALSE(first.at("cached").as_bool());
+  EXPECT_TRUE(parse(http_get(port, hot_path)).at("cached").as_bool());
+
+  // The beat schedule's task, enqueued by hand: one job per enabled project.
+  auto task = http_request(port, "POST", "/api/tasks",
+                           R"({"name":"memory.decay_and_expire"})");
+  ASSERT_EQ(task.status, 202) << task.body;
+  auto task_id = parse(task).at("task").at("id").as_int64();
+  json::value t;
+  for (int i = 0; i < 500; ++i) {
+    t = parse(http_get(port, "/api/tasks/" + std::to_string(task_id)));
+    if (str(t.at("status")) == "succeeded")
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(str(t.at("status")), "succeeded") << json::serialize(t);
+  ASSERT_EQ(t.at("result").at("projects").as_int64(), 1);
+  auto job_id = str(t.at("result").at("jobs").as_array()[0]);
+  auto job = wait_for_job(port, job_id);
+  EXPECT_EQ(str(job.at("status")), "completed");
+  EXPECT_EQ(str(job.at("project_id")), enabled);
+  EXPECT_EQ(str(job.at("trigger_type")), "scheduled");
+  EXPECT_EQ(str(job.at("triggered_by")), "memory.decay_and_expire");
+  EXPECT_EQ(json::serialize(job.at("phases_completed")),
+            R"(["decay","invalidate"])");
+  EXPECT_EQ(job.at("memories_archived").as_int64(), 1);
+  EXPECT_EQ(parse(http_get(port, "/api/projects/" + disabled
+                                   + "/consolidations"))
+              .at("jobs")
+              .as_array()
+              .size(),
+            0u);
+
+  // The agent's cached list was dropped: the archived memory is gone.
+  auto after = parse(http_get(port, hot_path));
+  EXPECT_FALSE(after.at("cached").as_bool());
+  EXPECT_EQ(after.at("memories").as_array().size(), 3u);
+  for (const auto& m : after.at("memories").as_array())
+    EXPECT_FALSE(str(m.at("content")) == "Expired hot fact."
+                 && str(m.at("project_id")) == enabled);
+}
