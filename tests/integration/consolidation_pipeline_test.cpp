@@ -1290,3 +1290,93 @@ TEST_F(consolidation_pipeline_test, a_finish_that_fails_leaves_no_lock_and_the_s
   EXPECT_EQ(count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
             0);
 }
+
+// -- concurrent writers and other nodes ------------------------------------------------------
+
+TEST_F(consolidation_pipeline_test, a_memory_changed_under_a_phase_fails_it_whole_and_a_rerun_converges) {
+  auto stub = std::make_shared<stub_embedder>(test_model);
+  services.embedder = stub;
+  seeded s;
+  auto dbname = db;
+  // While merge is planned (its one embedding call), another writer
+  // archives d2, which merge means to supersede.
+  stub->hook = [&s, dbname](int call) {
+    if (call != 1)
+      return;
+    pqxx::connection c{dbname};
+    pqxx::work tx{c};
+    tx.exec("UPDATE engram.memories SET status = 'archived', tier = 'cold' "
+            "WHERE id = " + tx.quote(s.d2));
+    tx.exec("INSERT INTO engram.memory_audit (memory_id, project_id, action) "
+            "SELECT id, project_id, 'archived' FROM engram.memories WHERE id = "
+            + tx.quote(s.d2));
+    tx.commit();
+  };
+  start();
+  auto project = put_project("alpha");
+  s = seed(project);
+  auto job = new_job(project, us(noon()));
+  auto failed = run(job);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(code_of(failed.error()), errc::conflict) << describe(failed.error());
+  auto row = stored_job(job.id);
+  EXPECT_EQ(row.status, "failed");
+  EXPECT_NE(row.error_message.find("phase merge"), std::string::npos)
+    << row.error_message;
+  EXPECT_EQ(row.phases_completed, std::vector<std::string>{"patterns"});
+  EXPECT_EQ(row.memories_merged, 0);
+  // Nothing of the merge stayed: d0's text, d1 active, no merge audit.
+  EXPECT_EQ(column(s.d0, "content"), s.content[s.d0]);
+  EXPECT_EQ(column(s.d1, "status"), "active");
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE job_id IS "
+                  "NOT NULL"),
+            0);
+
+  // Run again: the snapshot is loaded anew, d1 merges into d0 alone.
+  auto done = run(job);
+  ASSERT_TRUE(done) << describe(done.error());
+  EXPECT_EQ(done->status, "completed") << done->error_message;
+  EXPECT_EQ(done->memories_merged, 1);
+  EXPECT_EQ(ids_where(project, "superseded_by = " + quoted(s.d0)), s.d1);
+  EXPECT_EQ(column(s.d0, "content"),
+            merge_memory_texts({s.content[s.d0], s.content[s.d1]}));
+  EXPECT_EQ(column(s.d2, "status || '|' || coalesce(superseded_by::text, '')"),
+            "archived|");
+  expect_consistent(project);
+}
+
+TEST_F(consolidation_pipeline_test, a_project_another_node_runs_is_refused_and_runs_later) {
+  start();
+  auto project = put_project("alpha");
+  (void) seed(project);
+  auto job = new_job(project, us(noon()));
+  // Another node's session holds the project.
+  auto other_node = std::make_unique<pqxx::connection>(db);
+  {
+    pqxx::nontransaction tx{*other_node};
+    tx.exec("SELECT pg_advisory_lock("
+            + std::to_string(storage::consolidation_lock_class)
+            + ", hashtext(" + tx.quote(project) + "))");
+  }
+  auto before = project_rows(project);
+  auto refused = run(job);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(code_of(refused.error()), errc::conflict) << describe(refused.error());
+  EXPECT_EQ(stored_job(job.id).status, "queued") << "left as it is";
+  EXPECT_EQ(project_rows(project), before);
+  // The other node is done: the task's retry runs it.
+  other_node.reset();
+  caf::expected<job_record> done{caf::error{}};
+  for (int i = 0; i < 100; ++i) {
+    done = run(job);
+    if (done || code_of(done.error()) != errc::conflict)
+      break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(done) << describe(done.error());
+  EXPECT_EQ(done->status, "completed") << done->error_message;
+  auto stats = ask<consolidation::coordinator_stats>(coordinator, atom::stats_v);
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->completed, 1);
+  EXPECT_GE(stats->failed, 1);
+}
