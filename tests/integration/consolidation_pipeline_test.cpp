@@ -1380,3 +1380,38 @@ TEST_F(consolidation_pipeline_test, a_project_another_node_runs_is_refused_and_r
   EXPECT_EQ(stats->completed, 1);
   EXPECT_GE(stats->failed, 1);
 }
+
+TEST_F(consolidation_pipeline_test, an_invalid_config_fails_the_job_and_an_unknown_job_is_not_found) {
+  start();
+  auto project = put_project("alpha", true, R"({"merge_threshold": 5})");
+  (void) seed(project);
+  auto before = project_rows(project);
+  auto job = new_job(project, us(noon()));
+  auto failed = run(job);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(code_of(failed.error()), errc::invalid_argument)
+    << describe(failed.error());
+  auto row = stored_job(job.id);
+  EXPECT_EQ(row.status, "failed");
+  EXPECT_NE(row.error_message.find("consolidation_config.merge_threshold"),
+            std::string::npos)
+    << row.error_message;
+  EXPECT_TRUE(row.phases_completed.empty());
+  EXPECT_EQ(project_rows(project), before);
+  EXPECT_EQ(count("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+            0);
+
+  auto unknown = ask<job_record>(coordinator,
+                                 consolidation::run_job{random_uuid(), project});
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(code_of(unknown.error()), errc::not_found);
+  // The session is free again.
+  memories::put_project_request fix;
+  fix.id = project;
+  fix.name = "alpha";
+  fix.now_us = us(noon());
+  ASSERT_TRUE(ask<memories::put_project_result>(storage, fix));
+  auto done = run(job);
+  ASSERT_TRUE(done) << describe(done.error());
+  EXPECT_EQ(done->status, "completed") << done->error_message;
+}
