@@ -12,7 +12,10 @@ namespace engram {
 /// begin_job while it holds one is refused (errc::conflict). When its
 /// connection drops, the lock goes with it and every later phase_commit of
 /// that job is refused with errc::conflict ("lost the project lock"), so a
-/// phase never commits unguarded; the job's task retries it.
+/// phase never commits unguarded; the job's task retries it. A session
+/// goes back to its pool holding no lock: a finish_job that cannot end the
+/// job row still gives the lock back (the row stays running; a re-run
+/// resumes it), and a begin_job first drops any lock left behind.
 [[nodiscard]] project_session_actor
 spawn_project_session(caf::actor_system& sys, storage_options options);
 
