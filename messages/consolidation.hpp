@@ -390,7 +390,9 @@ typename Inspector::result_type inspect(Inspector& f, playbook_write& x) {
 /// Everything one phase changes, committed in one transaction together with
 /// the job's progress (phase appended to phases_completed, its metrics
 /// merged). Every change to a memory requires it to be active still; when
-/// one is not, the transaction rolls back with errc::conflict.
+/// one is not, the transaction rolls back with errc::conflict. Each of
+/// `rewrites`, `supersedes` and `state_changes` names a memory at most once
+/// (errc::invalid_argument otherwise).
 struct phase_commit {
   std::string job_id;
   std::string project_id;
