@@ -27,8 +27,11 @@ run: build
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(TEST_JOBS) --timeout 300
 
+# ENGRAM_BENCH_SETS=1k,10k selects consolidation sets (default: all four
+# and the kernel alone).
 bench: build
 	$(BUILD_DIR)/bench/engram_bench_tasks
+	$(BUILD_DIR)/bench/engram_bench_consolidation
 
 clean:
 	rm -rf $(BUILD_DIR)
