@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <set>
 #include <string_view>
 #include <tuple>
@@ -189,8 +190,14 @@ create_job(pqxx::transaction_base& tx,
   if (!phases)
     return phases.error();
   if (!req.id.empty())
-    if (auto existing = read_job(tx, lower(req.id)))
+    if (auto existing = read_job(tx, lower(req.id))) {
+      if (existing->project_id != lower(req.project_id))
+        return refused(errc::conflict,
+                       "job " + existing->id + " exists for project "
+                         + existing->project_id + ", not "
+                         + lower(req.project_id));
       return *existing;
+    }
   auto id = req.id.empty() ? random_uuid() : lower(req.id);
   boost::json::object options;
   boost::json::array phase_list;
@@ -415,6 +422,7 @@ commit_phase(pqxx::transaction_base& tx,
                                      + job->status + ", not running");
   if (auto err = repeated_ids(c))
     return err;
+  auto started = std::chrono::steady_clock::now();
   auto project = lower(c.project_id);
   auto now_us = c.now_us;
   auto now_text = format_utc(from_epoch_us(now_us));
@@ -586,14 +594,18 @@ commit_phase(pqxx::transaction_base& tx,
     "UPDATE engram.consolidation_jobs SET "
     "  phases_completed = CASE WHEN $2 = ANY (phases_completed) "
     "    THEN phases_completed ELSE array_append(phases_completed, $2) END, "
-    "  metrics = metrics || jsonb_build_object($2, $3::jsonb), "
+    "  metrics = metrics || jsonb_build_object($2, $3::jsonb "
+    "    || jsonb_build_object('commit_ms', $7::float8)), "
     "  memories_processed = memories_processed + $4, "
     "  memories_merged = memories_merged + $5, "
     "  memories_archived = memories_archived + $6 "
     "WHERE id = $1",
     job->id, c.phase, c.metrics_json.empty() ? std::string{"{}"}
                                              : c.metrics_json,
-    c.memories_processed, c.memories_merged, c.memories_archived);
+    c.memories_processed, c.memories_merged, c.memories_archived,
+    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now()
+                                              - started)
+      .count());
   return *read_job(tx, job->id);
 }
 

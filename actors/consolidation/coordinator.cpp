@@ -153,10 +153,15 @@ void end_job(coordinator_ptr self, flight_ptr f, std::string status,
   req.job_id = f->job_id;
   req.project_id = f->project_id;
   req.status = status;
-  // A job that fails after some phases committed leaves their changes: the
-  // cache of the agents they changed goes now (a resumed job's earlier
-  // phases: every agent), not only at a successful end.
-  if (status == "failed" && self->state.options.cache
+  // The cache of the agents the committed phases changed goes now (a
+  // resumed job's earlier phases: every agent) unless the invalidate phase
+  // did it: a job that fails after some phases committed, and a job that
+  // did not select the invalidate phase, still leave no stale cache.
+  bool invalidated = status == "completed"
+                     && std::find(f->work.phases.begin(),
+                                  f->work.phases.end(), "invalidate")
+                          != f->work.phases.end();
+  if (status != "cancelled" && !invalidated && self->state.options.cache
       && (f->resumed || !f->agents_changed.empty()))
     self->send(self->state.options.cache,
                cache::invalidate_agents{
