@@ -10,6 +10,7 @@
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 #include "http/memory_routes.hpp"
 #include "messages/cache.hpp"
 #include "runtime/clock.hpp"
@@ -21,17 +22,7 @@ namespace json = boost::json;
 
 namespace {
 
-json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
-  return json::value(format_utc(from_epoch_us(us)));
-}
 
-json::value parsed_or_empty(const std::string& text) {
-  json::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 response json_reply(status code, const json::value& body) {
   return json_response(code, json::serialize(body));
@@ -110,12 +101,12 @@ json::object consolidation_job_json(const consolidation::job_record& j) {
   o["trigger_type"] = j.trigger_type;
   o["triggered_by"] = j.triggered_by.empty() ? json::value(nullptr)
                                              : json::value(j.triggered_by);
-  o["options"] = parsed_or_empty(j.options_json);
+  o["options"] = json_or_empty_object(j.options_json);
   json::array phases;
   for (const auto& p : j.phases_completed)
     phases.emplace_back(p);
   o["phases_completed"] = std::move(phases);
-  o["metrics"] = parsed_or_empty(j.metrics_json);
+  o["metrics"] = json_or_empty_object(j.metrics_json);
   o["memories_processed"] = j.memories_processed;
   o["memories_merged"] = j.memories_merged;
   o["memories_archived"] = j.memories_archived;

@@ -20,6 +20,7 @@
 #include "actors/tasks/task_queue.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 #include "messages/platform.hpp"
 #include "runtime/llm_provider.hpp"
 
@@ -45,11 +46,6 @@ json::value time_json(int64_t us) {
     "%FT%TZ", std::chrono::floor<std::chrono::microseconds>(from_epoch_us(us)))};
 }
 
-json::value text_or_null(const std::string& s) {
-  if (s.empty())
-    return nullptr;
-  return json::string{s};
-}
 
 json::value json_or_null(const std::string& text) {
   if (text.empty())

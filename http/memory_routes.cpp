@@ -17,6 +17,7 @@
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 #include "messages/cache.hpp"
 #include "runtime/uuid.hpp"
 
@@ -37,23 +38,8 @@ public:
 
 // -- rendering ---------------------------------------------------------------------
 
-json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
-  return json::string(format_utc(from_epoch_us(us)));
-}
 
-json::value text_or_null(const std::string& s) {
-  if (s.empty())
-    return nullptr;
-  return json::string(s);
-}
 
-json::value json_or_empty_object(const std::string& text) {
-  json::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 json::object audit_json(const memories::memory_audit_row& a) {
   json::object o;

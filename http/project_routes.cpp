@@ -10,6 +10,7 @@
 
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 #include "runtime/uuid.hpp"
 
 namespace engram::http {
@@ -21,17 +22,7 @@ namespace {
 using shared_deps = std::shared_ptr<const project_route_deps>;
 using simdjson::ondemand::json_type;
 
-json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
-  return json::string(format_utc(from_epoch_us(us)));
-}
 
-json::value json_or_empty_object(const std::string& text) {
-  json::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 /// The `{id}` of the path as a project id (lower-case), or body_error.
 std::string project_id_of(const request_context& ctx) {

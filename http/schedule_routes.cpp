@@ -9,6 +9,7 @@
 
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 #include "http/task_routes.hpp"
 #include "runtime/clock.hpp"
 
@@ -18,23 +19,8 @@ namespace json = boost::json;
 
 namespace {
 
-json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
-  return json::value(format_utc(from_epoch_us(us)));
-}
 
-json::value text_or_null(const std::string& s) {
-  if (s.empty())
-    return nullptr;
-  return json::value(s);
-}
 
-json::value json_or_empty_object(const std::string& text) {
-  json::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 scheduler_actor scheduler_of(const schedule_route_deps& deps) {
   if (deps.scheduler)

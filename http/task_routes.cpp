@@ -10,6 +10,7 @@
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_values.hpp"
 
 namespace engram::http {
 
@@ -19,17 +20,7 @@ namespace {
 
 using shared_deps = std::shared_ptr<const task_route_deps>;
 
-json::value time_or_null(int64_t us) {
-  if (us == 0)
-    return nullptr;
-  return json::string(format_utc(from_epoch_us(us)));
-}
 
-json::value text_or_null(const std::string& text) {
-  if (text.empty())
-    return nullptr;
-  return json::string(text);
-}
 
 json::value json_or_null(const std::string& text) {
   if (text.empty())

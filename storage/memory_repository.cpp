@@ -16,13 +16,17 @@
 
 #include "messages/errc.hpp"
 #include "storage/platform_repository.hpp"
+#include "runtime/uuid.hpp"
 #include "storage/platform_sql.hpp"
+#include "storage/sql_values.hpp"
 
 namespace engram::storage {
 
 namespace {
 
 using namespace platform_detail;
+using sql_values::array_literal;
+using sql_values::optional_text;
 
 /// Class id of the advisory locks that serialise imports per project and
 /// embedding model ("eng" + 0x02; extraction uses 0x01).
@@ -71,67 +75,15 @@ caf::error refused(std::string message) {
 }
 
 /// A random (version 4) UUID.
-std::string random_uuid() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  uint64_t hi = rng();
-  uint64_t lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string result(36, '-');
-  size_t pos = 0;
-  auto put = [&](uint64_t word) {
-    for (int shift = 60; shift >= 0; shift -= 4) {
-      if (pos == 8 || pos == 13 || pos == 18 || pos == 23)
-        ++pos;
-      result[pos++] = digits[(word >> shift) & 0xf];
-    }
-  };
-  put(hi);
-  put(lo);
-  return result;
-}
 
-/// float32 little-endian bytes back to floats.
+/// A vector column back to floats.
 std::vector<float> floats_of(const pqxx::field& f) {
   std::vector<float> result;
-  if (f.is_null())
-    return result;
-  pqxx::binarystring bytes{f};
-  result.resize(bytes.size() / 4);
-  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (size_t i = 0; i < result.size(); ++i) {
-    uint32_t u = 0;
-    for (int b = 0; b < 4; ++b)
-      u |= static_cast<uint32_t>(data[4 * i + b]) << (8 * b);
-    result[i] = std::bit_cast<float>(u);
-  }
+  sql_values::append_floats(f, result);
   return result;
 }
 
-std::optional<std::string> optional_text(const std::string& s) {
-  if (s.empty())
-    return std::nullopt;
-  return s;
-}
 
-/// `items` as a PostgreSQL array literal of quoted elements.
-std::string array_literal(const std::vector<std::string>& items) {
-  std::string result = "{";
-  for (const auto& item : items) {
-    if (result.size() > 1)
-      result += ',';
-    result += '"';
-    for (char c : item) {
-      if (c == '"' || c == '\\')
-        result += '\\';
-      result += c;
-    }
-    result += '"';
-  }
-  result += '}';
-  return result;
-}
 
 memories::memory_record to_record(const pqxx::row& row) {
   memories::memory_record m;
