@@ -420,7 +420,14 @@ constexpr std::string_view engram_conf = R"(# Written by engram when it created 
 # server's command line.
 cluster_name = 'engram'
 max_connections = 100
-shared_buffers = 128MB
+# Memory and WAL sized for consolidation: a 100,000-memory project with its
+# vectors is about 200 MB and should stay in shared buffers; phase commits
+# write a lot of WAL at once, which should not force a checkpoint each.
+shared_buffers = 1GB
+work_mem = 32MB
+maintenance_work_mem = 256MB
+max_wal_size = 4GB
+min_wal_size = 256MB
 fsync = on
 synchronous_commit = on
 full_page_writes = on

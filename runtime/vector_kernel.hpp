@@ -117,7 +117,7 @@ struct leader_assignment {
 /// All-zero rows never join and always lead.
 [[nodiscard]] leader_assignment assign_leaders(matrix_view rows, float threshold,
                                                matrix_view initial = {},
-                                               size_t block = 256);
+                                               size_t block = 512);
 
 /// Floating-point work done by `dot_block` on the calling thread since its
 /// last `reset_counters` (2 · m · n · dim per call) and the time spent in

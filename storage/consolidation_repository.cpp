@@ -347,8 +347,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
     "  coalesce(engram.to_us(expires_at), 0), content, "
     "  coalesce(parent_id::text, ''), coalesce(embedding_model, ''), "
     "  embedding "
-    "FROM engram.memories WHERE project_id = $1 AND status = 'active' "
-    "ORDER BY created_at, id",
+    "FROM engram.memories WHERE project_id = $1 AND status = 'active'",
     id);
   out.memories.reserve(rows.size());
   for (const auto& row : rows) {
@@ -371,6 +370,16 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
     m.dim = static_cast<uint32_t>(append_floats(row[14], out.floats));
     out.memories.push_back(std::move(m));
   }
+  // Sorted here, not by the server: its sort of rows this wide (vectors
+  // inline) spills to disk; ids are canonical lower-case text, so they
+  // order like uuid.
+  std::sort(out.memories.begin(), out.memories.end(),
+            [](const consolidation::memory_state& a,
+               const consolidation::memory_state& b) {
+              return a.created_at_us != b.created_at_us
+                       ? a.created_at_us < b.created_at_us
+                       : a.id < b.id;
+            });
   auto patterns = tx.exec_params(
     "SELECT id::text, seed_memory_id::text, label, "
     "  array_to_string(member_ids, ','), coalesce(embedding_model, ''), "

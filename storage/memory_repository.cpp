@@ -459,29 +459,41 @@ import_memories(pqxx::dbtransaction& tx,
   if (rows.empty())
     return result;
   auto project_id = lower(req.project_id);
-  // The dimension each model already has in the project. The locks (taken
-  // in model order, so two imports never wait for each other in a cycle)
-  // keep a concurrent import from storing another dimension meanwhile.
+  // The dimension each model already has in the project. A model the
+  // project has no vector of yet is locked (transaction-scoped, in model
+  // order, so two imports never wait for each other in a cycle) and looked
+  // up again, so two concurrent imports cannot store two dimensions of one
+  // new model; imports of models the project knows run side by side.
   if (!dimensions.empty()) {
+    auto stored_dimensions = [&](const std::vector<std::string>& models) {
+      std::map<std::string, size_t> out;
+      auto stored = tx.exec_params(
+        "SELECT m.model, (SELECT length(e.embedding) / 4 "
+        "  FROM engram.memories e WHERE e.project_id = $1::uuid "
+        "  AND e.embedding_model = m.model AND e.embedding IS NOT NULL "
+        "  LIMIT 1) "
+        "FROM unnest($2::text[]) AS m(model)",
+        project_id, array_literal(models));
+      for (const auto& row : stored)
+        if (!row[1].is_null())
+          out.emplace(row[0].as<std::string>(), row[1].as<size_t>());
+      return out;
+    };
     std::vector<std::string> models;
-    for (const auto& [model, dim] : dimensions) {
-      tx.exec_params("SELECT pg_advisory_xact_lock($1, "
-                     "  hashtext($2::text || '/' || $3::text))",
-                     import_lock_class, project_id, model);
+    for (const auto& [model, dim] : dimensions)
       models.push_back(model);
-    }
-    auto stored = tx.exec_params(
-      "SELECT m.model, (SELECT length(e.embedding) / 4 "
-      "  FROM engram.memories e WHERE e.project_id = $1::uuid "
-      "  AND e.embedding_model = m.model AND e.embedding IS NOT NULL "
-      "  LIMIT 1) "
-      "FROM unnest($2::text[]) AS m(model)",
-      project_id, array_literal(models));
-    for (const auto& row : stored) {
-      if (row[1].is_null())
-        continue;
-      auto model = row[0].as<std::string>();
-      auto have = row[1].as<size_t>();
+    auto known = stored_dimensions(models);
+    std::vector<std::string> fresh;
+    for (const auto& model : models)
+      if (known.count(model) == 0) {
+        tx.exec_params("SELECT pg_advisory_xact_lock($1, "
+                       "  hashtext($2::text || '/' || $3::text))",
+                       import_lock_class, project_id, model);
+        fresh.push_back(model);
+      }
+    if (!fresh.empty())
+      known.merge(stored_dimensions(fresh));
+    for (const auto& [model, have] : known) {
       const auto& [dimension, first] = dimensions.at(model);
       if (have != dimension)
         return refused(field(first, "embedding") + " has "

@@ -47,9 +47,10 @@ inline constexpr int64_t max_memory_page = 1000;
 /// vectors whose dimension differs from the model's memories already in
 /// the project); then they are streamed into engram.memories with COPY. An
 /// id an existing memory has is found by the primary key, inside a
-/// savepoint, and refused naming its row. Imports of one project and model
-/// serialise on a transaction-scoped advisory lock, so two of them cannot
-/// store two dimensions of one model. Rows without an id get a random one;
+/// savepoint, and refused naming its row. Imports that bring a model new to
+/// the project serialise on a transaction-scoped advisory lock, so two of
+/// them cannot store two dimensions of one model; imports of models the
+/// project already has run side by side. Rows without an id get a random one;
 /// the ids come back in request order.
 /// Refusals: not_found (project), invalid_argument (naming the row and
 /// field: "memories[3].embedding ..."), too_large (more than
