@@ -97,15 +97,37 @@ void set_metrics(phase_commit& c, const boost::json::object& metrics) {
   c.metrics_json = json_text(metrics);
 }
 
+/// A prepared phase with what every plan gives: its JSON, metrics, the
+/// memories it looked at and the agents it changes.
+template <class Plan>
+prepared_phase started_phase(const snapshot& s, const Plan& plan) {
+  prepared_phase out;
+  out.plan_json = json_text(plan_json(s, plan));
+  set_metrics(out.commit, metrics_json(plan));
+  out.commit.memories_processed = plan.memories_processed;
+  out.agents_changed = plan.agents_changed;
+  return out;
+}
+
+/// `members` become superseded by `by`, each with its audit row.
+void supersede_all(phase_commit& c, const snapshot& s,
+                   const std::vector<uint32_t>& members, const std::string& by,
+                   const char* phase) {
+  for (auto i : members) {
+    c.supersedes.push_back({s.memories[i].id, by});
+    boost::json::object d;
+    d["phase"] = phase;
+    d["by"] = by;
+    c.audits.push_back(audit(s.memories[i].id, "superseded", std::move(d)));
+  }
+}
+
 // -- patterns --------------------------------------------------------------------
 
 caf::expected<prepared_phase> prepare_patterns(const snapshot& s,
                                                const settings& cfg) {
   auto plan = plan_patterns(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
+  auto out = started_phase(s, plan);
   out.commit.replace_patterns = true;
   for (auto& p : plan.patterns) {
     p.id = random_uuid();
@@ -120,7 +142,6 @@ caf::expected<prepared_phase> prepare_patterns(const snapshot& s,
       w.embedding_model = s.spaces[p.space].model;
     out.commit.patterns.push_back(std::move(w));
   }
-  out.agents_changed = plan.agents_changed;
   out.apply = [plan = std::move(plan)](snapshot& snap) mutable {
     apply_patterns(snap, std::move(plan));
     return caf::error{};
@@ -134,12 +155,8 @@ caf::expected<prepared_phase> prepare_merge(const snapshot& s,
                                             const settings& cfg,
                                             const phase_services& svc) {
   auto plan = plan_merge(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
+  auto out = started_phase(s, plan);
   out.commit.memories_merged = plan.memories_merged;
-  out.agents_changed = plan.agents_changed;
   std::vector<merge_outcome> outcomes(plan.groups.size());
   std::vector<std::string> to_embed;
   std::vector<size_t> embedded_groups;
@@ -179,14 +196,7 @@ caf::expected<prepared_phase> prepare_merge(const snapshot& s,
     detail["previous_content"] = kept.content;
     detail["reembedded"] = outcomes[g].new_embedding.has_value();
     out.commit.audits.push_back(audit(kept.id, "merged", std::move(detail)));
-    for (auto i : group.absorbed) {
-      out.commit.supersedes.push_back({s.memories[i].id, kept.id});
-      boost::json::object d;
-      d["phase"] = "merge";
-      d["by"] = kept.id;
-      out.commit.audits.push_back(
-        audit(s.memories[i].id, "superseded", std::move(d)));
-    }
+    supersede_all(out.commit, s, group.absorbed, kept.id, "merge");
   }
   out.apply = [plan = std::move(plan),
                outcomes = std::move(outcomes)](snapshot& snap) {
@@ -201,11 +211,7 @@ caf::expected<prepared_phase> prepare_summaries(const snapshot& s,
                                                 const settings& cfg,
                                                 const phase_services& svc) {
   auto plan = plan_summaries(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
-  out.agents_changed = plan.agents_changed;
+  auto out = started_phase(s, plan);
   auto created = now_us(svc);
   std::vector<summary_outcome> outcomes(plan.clusters.size());
   std::vector<std::string> to_embed;
@@ -258,14 +264,7 @@ caf::expected<prepared_phase> prepare_summaries(const snapshot& s,
     detail["phase"] = "summarize";
     detail["members"] = id_array(s, cluster.members);
     out.commit.audits.push_back(audit(o.id, "created", std::move(detail)));
-    for (auto i : cluster.members) {
-      out.commit.supersedes.push_back({s.memories[i].id, o.id});
-      boost::json::object d;
-      d["phase"] = "summarize";
-      d["by"] = o.id;
-      out.commit.audits.push_back(
-        audit(s.memories[i].id, "superseded", std::move(d)));
-    }
+    supersede_all(out.commit, s, cluster.members, o.id, "summarize");
   }
   out.apply = [plan = std::move(plan),
                outcomes = std::move(outcomes)](snapshot& snap) {
@@ -280,11 +279,7 @@ caf::expected<prepared_phase> prepare_hierarchy(const snapshot& s,
                                                 const settings& cfg,
                                                 const phase_services& svc) {
   auto plan = plan_hierarchy(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
-  out.agents_changed = plan.agents_changed;
+  auto out = started_phase(s, plan);
   auto created = now_us(svc);
   std::vector<principle_outcome> outcomes(plan.actions.size());
   // The ids of the principles this plan creates, by creation number.
@@ -432,11 +427,7 @@ caf::expected<prepared_phase> prepare_playbook(const snapshot& s,
                                                const settings& cfg,
                                                const phase_services& svc) {
   auto plan = plan_playbook(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
-  out.agents_changed = plan.agents_changed;
+  auto out = started_phase(s, plan);
   auto created = now_us(svc);
   std::vector<playbook_created> made;
   std::vector<std::string> new_ids;
@@ -477,12 +468,8 @@ caf::expected<prepared_phase> prepare_playbook(const snapshot& s,
 caf::expected<prepared_phase> prepare_decay(const snapshot& s,
                                             const settings& cfg) {
   auto plan = plan_decay(s, cfg);
-  prepared_phase out;
-  out.plan_json = json_text(plan_json(s, plan));
-  set_metrics(out.commit, metrics_json(plan));
-  out.commit.memories_processed = plan.memories_processed;
+  auto out = started_phase(s, plan);
   out.commit.memories_archived = plan.memories_archived;
-  out.agents_changed = plan.agents_changed;
   for (const auto& change : plan.archived) {
     const auto& m = s.memories[change.memory];
     out.commit.state_changes.push_back({m.id, "archived", "cold", ""});
