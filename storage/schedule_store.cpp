@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include <caf/stateful_actor.hpp>
@@ -12,7 +13,7 @@
 
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
-#include "storage/connection.hpp"
+#include "storage/connection_keeper.hpp"
 #include "storage/platform_sql.hpp"
 #include "storage/schedule_repository.hpp"
 #include "storage/task_repository.hpp"
@@ -47,61 +48,27 @@ private:
 
 struct store_state {
   schedule_store_options options;
-  std::unique_ptr<pqxx::connection> conn;
-  /// The session holds the scheduler lock.
+  /// Set when the behavior starts (the state must be default-constructible).
+  std::optional<storage::connection_keeper> keeper;
+  /// The session holds the scheduler lock (taken on connection number
+  /// `lock_generation`).
   bool holds_lock = false;
-  std::chrono::steady_clock::time_point next_attempt{};
-  std::chrono::milliseconds backoff{0};
-  std::string last_error;
+  uint64_t lock_generation = 0;
 
-  void drop_connection() {
-    conn.reset();
-    if (holds_lock)
+  /// Forgets the lock when the connection that held it is gone.
+  void check_lock() {
+    if (holds_lock
+        && (!keeper->connected() || keeper->generation() != lock_generation)) {
       logger()->warn("the scheduler's database session ended: leadership "
                      "is lost");
-    holds_lock = false;
+      holds_lock = false;
+    }
   }
 
   static inline const char* name = "schedule_store";
 };
 
 using self_ptr = schedule_store_actor::stateful_pointer<store_state>;
-
-caf::error ensure_connected(store_state& st) {
-  if (st.conn && st.conn->is_open())
-    return {};
-  st.drop_connection();
-  auto now = std::chrono::steady_clock::now();
-  if (now < st.next_attempt) {
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-      st.next_attempt - now);
-    return make_error(errc::database_unavailable,
-                      "database unreachable (" + st.last_error
-                        + "); next connect attempt in "
-                        + std::to_string(wait.count()) + " ms");
-  }
-  try {
-    st.conn = storage::open_connection(st.options.storage.conninfo,
-                                       st.options.storage.connect_timeout,
-                                       st.options.storage.statement_timeout);
-    if (st.backoff.count() > 0)
-      logger()->info("the schedule store reconnected to the database");
-    st.backoff = std::chrono::milliseconds{0};
-    st.last_error.clear();
-    return {};
-  } catch (const std::exception& e) {
-    auto err = storage::to_error(e);
-    st.last_error = message_of(err);
-    st.backoff = st.backoff.count() == 0
-                   ? st.options.storage.backoff_initial
-                   : std::min(st.backoff * 2, st.options.storage.backoff_max);
-    st.next_attempt = std::chrono::steady_clock::now() + st.backoff;
-    logger()->warn("the schedule store cannot connect: {}; retrying in {} ms",
-                   st.last_error, st.backoff.count());
-    return make_error(errc::database_unavailable,
-                      "database unreachable: " + st.last_error);
-  }
-}
 
 template <class T>
 caf::result<T> to_result(caf::expected<T>&& x) {
@@ -110,32 +77,26 @@ caf::result<T> to_result(caf::expected<T>&& x) {
   return std::move(*x);
 }
 
-/// Runs `f` on the connection; refusals become their error, libpqxx
-/// exceptions an `errc` error. A lost connection is dropped, and with it
-/// the lock.
+/// Runs `f` on the connection (see connection_keeper); refusals become
+/// their error. A lost connection is dropped, and with it the lock.
 template <class F>
 auto guarded(self_ptr self, F&& f)
   -> caf::result<decltype(f(std::declval<pqxx::connection&>()))> {
   using value_type = decltype(f(std::declval<pqxx::connection&>()));
   auto& st = self->state;
-  if (auto err = ensure_connected(st))
-    return err;
-  try {
-    return to_result(caf::expected<value_type>{f(*st.conn)});
-  } catch (refusal& r) {
-    return std::move(r.error());
-  } catch (const std::exception& e) {
-    auto err = storage::to_error(e);
-    if (code_of(err) == errc::database_unavailable || !st.conn->is_open()) {
-      logger()->warn("the schedule store lost its connection: {}",
-                     message_of(err));
-      st.last_error = message_of(err);
-      st.drop_connection();
-      if (code_of(err) != errc::database_unavailable)
-        err = make_error(errc::database_unavailable, message_of(err));
-    }
-    return err;
-  }
+  st.check_lock();
+  auto out = st.keeper->run<caf::expected<value_type>>(
+    [&](pqxx::connection& conn) -> caf::expected<value_type> {
+      try {
+        return f(conn);
+      } catch (refusal& r) {
+        return std::move(r.error());
+      }
+    });
+  st.check_lock();
+  if (!out)
+    return std::move(out.error());
+  return to_result(std::move(*out));
 }
 
 void require_lock(const store_state& st) {
@@ -229,7 +190,8 @@ std::string run_args(const std::string& job_id, int64_t run_id,
 
 schedule_store_actor::behavior_type store(self_ptr self,
                                           schedule_store_options options) {
-  self->state.options = std::move(options);
+  self->state.options = options;
+  self->state.keeper.emplace(std::move(options.storage), "schedule store");
   return {
     // -- leadership --
     [self](lead_request&) {
@@ -254,6 +216,7 @@ schedule_store_actor::behavior_type store(self_ptr self,
           auto got = tx.exec_params1("SELECT pg_try_advisory_lock($1)",
                                      st.options.lock_key);
           st.holds_lock = got[0].as<bool>();
+          st.lock_generation = st.keeper->generation();
         }
         return leadership{st.holds_lock};
       });

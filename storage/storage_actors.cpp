@@ -17,7 +17,7 @@
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 #include "storage/cleanup_repository.hpp"
-#include "storage/connection.hpp"
+#include "storage/connection_keeper.hpp"
 #include "storage/consolidation_repository.hpp"
 #include "storage/conversation_repository.hpp"
 #include "storage/memory_repository.hpp"
@@ -42,52 +42,13 @@ const std::shared_ptr<spdlog::logger>& logger() {
 
 struct worker_state {
   storage_options options;
-  std::unique_ptr<pqxx::connection> conn;
-  /// No connect attempt before this instant (backoff after a failure).
-  std::chrono::steady_clock::time_point next_attempt{};
-  std::chrono::milliseconds backoff{0};
-  std::string last_error;
+  /// Set when the behavior starts (the state must be default-constructible).
+  std::optional<storage::connection_keeper> keeper;
 
   static inline const char* name = "storage_worker";
 };
 
 using worker_ptr = storage_actor::stateful_pointer<worker_state>;
-
-/// Makes sure the worker has an open connection, respecting the backoff.
-caf::error ensure_connected(worker_state& st) {
-  if (st.conn && st.conn->is_open())
-    return {};
-  st.conn.reset();
-  auto now = std::chrono::steady_clock::now();
-  if (now < st.next_attempt) {
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-      st.next_attempt - now);
-    return make_error(errc::database_unavailable,
-                      "database unreachable (" + st.last_error
-                        + "); next connect attempt in "
-                        + std::to_string(wait.count()) + " ms");
-  }
-  try {
-    st.conn = storage::open_connection(st.options.conninfo, st.options.connect_timeout,
-                              st.options.statement_timeout);
-    if (st.backoff.count() > 0)
-      logger()->info("reconnected to the database");
-    st.backoff = std::chrono::milliseconds{0};
-    st.last_error.clear();
-    return {};
-  } catch (const std::exception& e) {
-    auto err = storage::to_error(e);
-    st.last_error = message_of(err);
-    st.backoff = st.backoff.count() == 0
-                   ? st.options.backoff_initial
-                   : std::min(st.backoff * 2, st.options.backoff_max);
-    st.next_attempt = std::chrono::steady_clock::now() + st.backoff;
-    logger()->warn("cannot connect to the database: {}; retrying in {} ms",
-                   st.last_error, st.backoff.count());
-    return make_error(errc::database_unavailable,
-                      "database unreachable: " + st.last_error);
-  }
-}
 
 template <class T>
 caf::result<T> to_result(caf::expected<T>&& x) {
@@ -96,85 +57,30 @@ caf::result<T> to_result(caf::expected<T>&& x) {
   return std::move(*x);
 }
 
-/// Runs `f` on the worker's connection; every libpqxx exception ends here
-/// and becomes an `errc` error. A lost connection is dropped so the next
-/// request reconnects.
-template <class T, class F>
-caf::expected<T> run_guarded(worker_ptr self, F&& f) {
-  auto& st = self->state;
-  if (auto err = ensure_connected(st))
-    return err;
-  try {
-    return f(*st.conn);
-  } catch (const std::exception& e) {
-    auto err = storage::to_error(e);
-    if (code_of(err) == errc::database_unavailable || !st.conn->is_open()) {
-      logger()->warn("lost the database connection: {}", message_of(err));
-      st.conn.reset();
-      st.last_error = message_of(err);
-      if (code_of(err) != errc::database_unavailable)
-        err = make_error(errc::database_unavailable, message_of(err));
-    }
-    return err;
-  }
-}
-
-/// run_guarded as a handler's result.
+/// Runs `f(connection&)` on the worker's connection (see connection_keeper)
+/// as a handler's result.
 template <class F>
 auto guarded(worker_ptr self, F&& f)
   -> caf::result<decltype(f(std::declval<pqxx::connection&>()))> {
   using value_type = decltype(f(std::declval<pqxx::connection&>()));
-  return to_result(run_guarded<value_type>(self, std::forward<F>(f)));
+  return to_result(self->state.keeper->run<value_type>(std::forward<F>(f)));
 }
 
 /// Runs `f` in a transaction that commits when `f` returns; see guarded.
 template <class F>
-auto in_transaction(worker_ptr self, F&& f)
-  -> caf::expected<decltype(f(std::declval<pqxx::work&>()))> {
-  using value_type = decltype(f(std::declval<pqxx::work&>()));
-  return run_guarded<value_type>(self, [&](pqxx::connection& conn) {
-    pqxx::work tx{conn};
-    auto result = f(tx);
-    tx.commit();
-    return result;
-  });
+auto in_transaction(worker_ptr self, F&& f) {
+  return self->state.keeper->transaction(std::forward<F>(f));
 }
 
 // -- platform messages (messages/platform.hpp) -----------------------------------
-
-/// What a checked transaction's body returns: a value, or the error that
-/// refuses the request (and rolls the transaction back).
-template <class T>
-struct checked {
-  caf::expected<T> value;
-};
 
 /// Runs `f(tx)`, which returns caf::expected<T>, in a transaction that
 /// commits only when `f` returns a value: a refusal (not_found, conflict,
 /// ...) writes nothing. std::invalid_argument from a repository (a value it
 /// refuses before writing) becomes invalid_argument.
 template <class F>
-auto checked_transaction(worker_ptr self, F&& f)
-  -> caf::result<typename decltype(f(std::declval<pqxx::work&>()))::value_type> {
-  using value_type =
-    typename decltype(f(std::declval<pqxx::work&>()))::value_type;
-  auto outcome = run_guarded<checked<value_type>>(
-    self, [&](pqxx::connection& conn) -> checked<value_type> {
-      pqxx::work tx{conn};
-      try {
-        auto result = f(tx);
-        if (result)
-          tx.commit();
-        return {std::move(result)};
-      } catch (const std::invalid_argument& e) {
-        return {make_error(errc::invalid_argument, e.what())};
-      }
-    });
-  if (!outcome)
-    return std::move(outcome.error());
-  if (!outcome->value)
-    return std::move(outcome->value.error());
-  return std::move(*outcome->value);
+auto checked_transaction(worker_ptr self, F&& f) {
+  return to_result(self->state.keeper->checked_transaction(std::forward<F>(f)));
 }
 
 std::optional<std::string> optional_id(const std::string& id) {
@@ -317,7 +223,8 @@ create_conversation_with_messages(pqxx::work& tx,
 
 storage_actor::behavior_type storage_worker(worker_ptr self,
                                             storage_options options) {
-  self->state.options = std::move(options);
+  self->state.options = options;
+  self->state.keeper.emplace(std::move(options), "storage worker");
   return {
     [self](storage::schema_status_request&) {
       return guarded(self, [&](pqxx::connection& conn) {
