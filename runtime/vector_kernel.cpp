@@ -90,12 +90,32 @@ void dot_block(matrix_view a, matrix_view b, float* out) {
 }
 
 float cosine(const float* a, const float* b, size_t dim) {
-  float out = 0;
-  dot_block({a, 1, dim}, {b, 1, dim}, &out);
-  return out;
+  double sum = 0;
+  for (size_t k = 0; k < dim; ++k)
+    sum += static_cast<double>(a[k]) * b[k];
+  return static_cast<float>(sum);
 }
 
 namespace {
+
+/// sgemm's error on a dot product of unit vectors stays far below this
+/// (about n · 2^-24 in the worst case, much less in practice).
+float recheck_margin(size_t dim) {
+  return std::max(1e-5f, static_cast<float>(dim) * 1.2e-7f);
+}
+
+/// The decision for one pair whose sgemm result is `sim`: trusted away from
+/// the threshold; near it, decided on `cosine` (a fixed order of
+/// operations), so no decision depends on the block's shape or on which
+/// sgemm kernel the CPU runs.
+bool above(float sim, float threshold, float margin, const float* a,
+           const float* b, size_t dim) {
+  if (sim > threshold + margin)
+    return true;
+  if (sim < threshold - margin)
+    return false;
+  return cosine(a, b, dim) > threshold;
+}
 
 bool is_zero(const float* p, size_t dim) {
   for (size_t k = 0; k < dim; ++k)
@@ -116,6 +136,7 @@ leader_assignment assign_leaders(matrix_view rows, float threshold,
   auto dim = rows.dim;
   assert(initial.rows == 0 || initial.dim == dim);
   block = std::max<size_t>(block, 1);
+  auto margin = recheck_margin(dim);
   // The leaders so far, contiguous, and which of them can match at all.
   matrix leaders{dim};
   leaders.reserve(initial.rows + std::min<size_t>(rows.rows, 4096));
@@ -143,15 +164,18 @@ leader_assignment assign_leaders(matrix_view rows, float threshold,
       if (live) {
         const float* sims = against_leaders.data() + i * before;
         for (size_t j = 0; j < before; ++j)
-          if (sims[j] > threshold && leader_live[j]) {
+          if (leader_live[j]
+              && above(sims[j], threshold, margin, q.row(i), leaders.row(j),
+                       dim)) {
             found = static_cast<int64_t>(j);
             break;
           }
         if (found < 0) {
           const float* local = within_block.data() + i * m;
           for (size_t k = 0; k < block_leaders.size(); ++k)
-            if (local[block_leaders[k]] > threshold
-                && leader_live[before + k]) {
+            if (leader_live[before + k]
+                && above(local[block_leaders[k]], threshold, margin, q.row(i),
+                         q.row(block_leaders[k]), dim)) {
               found = static_cast<int64_t>(before + k);
               break;
             }

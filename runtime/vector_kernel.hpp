@@ -6,11 +6,14 @@
 // "first leader above the threshold" rule every phase uses, evaluated
 // exactly without ever building an n × n matrix.
 //
-// Exactness: a cosine is the float32 result of the kernel for that pair,
-// and every comparison is strict against the threshold converted to float
-// (`sim > float(threshold)`): a pair whose float cosine is exactly 0.92f
-// does not pass 0.92. Each pair a decision needs is computed once, so a
-// decision never depends on how the rows were blocked.
+// Exactness: a pair's cosine is `cosine` (a fixed order of operations,
+// double accumulation rounded to float), and every comparison is strict
+// against the threshold converted to float (`cos > float(threshold)`): a
+// pair whose cosine is exactly 0.92f does not pass 0.92. sgemm computes
+// every pair; its result decides alone only where it is clearly away from
+// the threshold, and a pair within the error margin of it is decided on
+// `cosine`. So no decision depends on how the rows were blocked, on the
+// shape of an sgemm call or on the CPU's sgemm kernel.
 //
 // Threads: OpenBLAS runs single-threaded here (callers run the kernel on
 // their own detached actor, so CPU-heavy phase work never takes the
@@ -87,8 +90,8 @@ bool normalized_mean(matrix_view m, std::span<const uint32_t> members,
 /// `a.dim == b.dim`). Counts into `counters()`.
 void dot_block(matrix_view a, matrix_view b, float* out);
 
-/// The float cosine of two unit vectors as the kernel computes it (a 1 × 1
-/// `dot_block`).
+/// The cosine of two unit vectors as the kernel decides on it: the dot
+/// product accumulated in double in index order, rounded to float.
 [[nodiscard]] float cosine(const float* a, const float* b, size_t dim);
 
 /// The outcome of `assign_leaders`: leaders are numbered in order, first

@@ -42,14 +42,17 @@ double exact_dot(const float* a, const float* b, size_t dim) {
   return s;
 }
 
-// The rule written the slow way: each row against every leader so far.
-std::vector<uint32_t> naive_leaders(matrix_view rows, double threshold) {
+// The rule written the slow way: each row against every leader so far, on
+// the cosine as the kernel defines it (double accumulation rounded to
+// float) against the float threshold.
+std::vector<uint32_t> naive_leaders(matrix_view rows, float threshold) {
   std::vector<uint32_t> leader_rows;
   std::vector<uint32_t> out(rows.rows);
   for (size_t i = 0; i < rows.rows; ++i) {
     bool joined = false;
     for (size_t j = 0; j < leader_rows.size(); ++j)
-      if (exact_dot(rows.row(i), rows.row(leader_rows[j]), rows.dim)
+      if (static_cast<float>(
+            exact_dot(rows.row(i), rows.row(leader_rows[j]), rows.dim))
           > threshold) {
         out[i] = static_cast<uint32_t>(j);
         joined = true;
@@ -127,7 +130,7 @@ TEST(VectorKernel, ZeroRowsNeverJoinAndNeverAttract) {
 
 TEST(VectorKernel, BlockedResultEqualsTheNaiveRuleForAnyBlockSize) {
   auto m = random_clusters(1500, 48, 40, 0.6f, 7);
-  auto expected = naive_leaders(m.view(), 0.80);
+  auto expected = naive_leaders(m.view(), 0.80f);
   for (size_t block : {1u, 7u, 64u, 256u, 4096u}) {
     auto at = assign_leaders(m.view(), 0.80f, {}, block);
     EXPECT_EQ(at.leader_of, expected) << "block " << block;
@@ -135,6 +138,57 @@ TEST(VectorKernel, BlockedResultEqualsTheNaiveRuleForAnyBlockSize) {
   size_t leaders = 1 + *std::max_element(expected.begin(), expected.end());
   EXPECT_GT(leaders, 20u); // the data has real clusters and real joins
   EXPECT_LT(leaders, 1000u);
+}
+
+TEST(VectorKernel, PairsAtTheThresholdAreDecidedTheSameWhateverTheBlocking) {
+  // Rows whose cosine with the first row lies within a few ulp of 0.92 at
+  // dim 384: sgemm's rounding differs with the call's shape, the decisions
+  // must not.
+  constexpr size_t dim = 384;
+  std::mt19937 gen{11};
+  std::normal_distribution<double> normal{0, 1};
+  std::uniform_real_distribution<double> tiny{-3e-7, 3e-7};
+  std::vector<double> a(dim);
+  for (auto& x : a)
+    x = normal(gen);
+  double n = 0;
+  for (auto x : a)
+    n += x * x;
+  for (auto& x : a)
+    x /= std::sqrt(n);
+  matrix m{dim};
+  std::vector<float> row(dim);
+  for (size_t k = 0; k < dim; ++k)
+    row[k] = static_cast<float>(a[k]);
+  m.append(row.data());
+  for (int r = 0; r < 600; ++r) {
+    // An orthogonal unit direction, then cos = 0.92 + tiny.
+    std::vector<double> o(dim);
+    for (auto& x : o)
+      x = normal(gen);
+    double d = 0;
+    for (size_t k = 0; k < dim; ++k)
+      d += o[k] * a[k];
+    double on = 0;
+    for (size_t k = 0; k < dim; ++k) {
+      o[k] -= d * a[k];
+      on += o[k] * o[k];
+    }
+    double c = 0.92 + tiny(gen);
+    double sn = std::sqrt(1 - c * c);
+    for (size_t k = 0; k < dim; ++k)
+      row[k] = static_cast<float>(c * a[k] + sn * o[k] / std::sqrt(on));
+    m.append(row.data());
+  }
+  auto expected = naive_leaders(m.view(), 0.92f);
+  size_t joined = 0;
+  for (size_t i = 1; i < expected.size(); ++i)
+    joined += expected[i] == 0;
+  EXPECT_GT(joined, 0u) << "some rows pass the threshold";
+  EXPECT_LT(joined, 600u) << "some rows do not";
+  for (size_t block : {1u, 7u, 64u, 512u, 1024u})
+    EXPECT_EQ(assign_leaders(m.view(), 0.92f, {}, block).leader_of, expected)
+      << "block " << block;
 }
 
 TEST(VectorKernel, CountersCountFlops) {
