@@ -107,10 +107,19 @@ json::value run_project(task_context& ctx,
     job_id = ctx.ask_storage<job_record>(std::move(req)).id;
   }
   ctx.check_stop();
-  auto job = ctx.ask<job_record>(coordinator(ctx),
-                                 consolidation::run_job{job_id, project},
-                                 settings.job_timeout);
-  return job_json(job);
+  auto job = ctx.try_ask<job_record>(coordinator(ctx),
+                                     consolidation::run_job{job_id, project},
+                                     settings.job_timeout);
+  if (!job) {
+    // A failed phase, a project another node runs (conflict), a database
+    // away: the retry resumes the job. Only a job that does not exist or
+    // arguments the coordinator refuses cannot be helped by a retry.
+    auto code = code_of(job.error());
+    if (code == errc::not_found || code == errc::invalid_argument)
+      throw permanent_failure(describe(job.error()));
+    throw std::runtime_error(describe(job.error()));
+  }
+  return job_json(*job);
 }
 
 /// One scheduled job per enabled project, each with its own task.

@@ -152,19 +152,31 @@ public:
   template <class Reply, class Handle, class Request>
   Reply ask(const Handle& dest, Request req,
             std::chrono::milliseconds timeout) const {
+    auto result = try_ask<Reply>(dest, std::move(req), timeout);
+    if (!result) {
+      if (is_retryable(result.error()))
+        throw std::runtime_error(describe(result.error()));
+      throw permanent_failure(describe(result.error()));
+    }
+    return std::move(*result);
+  }
+
+  /// Asks `dest` and waits; the reply or the error as it came (for a
+  /// handler that decides itself which errors a retry may fix).
+  template <class Reply, class Handle, class Request>
+  caf::expected<Reply> try_ask(const Handle& dest, Request req,
+                               std::chrono::milliseconds timeout) const {
     if (!dest)
-      throw std::runtime_error("the actor this task needs is not running");
+      return make_error(errc::unavailable,
+                        "the actor this task needs is not running");
     caf::scoped_actor self{*services_.system};
     std::optional<Reply> result;
     caf::error err;
     self->request(dest, timeout, std::move(req))
       .receive([&](Reply& reply) { result = std::move(reply); },
                [&](caf::error& e) { err = std::move(e); });
-    if (!result) {
-      if (is_retryable(err))
-        throw std::runtime_error(describe(err));
-      throw permanent_failure(describe(err));
-    }
+    if (!result)
+      return err;
     return std::move(*result);
   }
 
