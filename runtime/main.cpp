@@ -443,8 +443,6 @@ int serve(const config& cfg) {
     {hot_cache_name,
      [&](caf::actor_system& sys) {
        hot_cache_options opts;
-       opts.storage = sys.registry().get<storage_actor>(
-         caf::atom(storage_pool_name));
        opts.per_agent = cfg.consolidation.hot_memories_per_agent;
        return caf::actor_cast<caf::actor>(spawn_hot_cache(sys, opts));
      }},
@@ -462,10 +460,8 @@ int serve(const config& cfg) {
          if (phase != "invalidate")
            opts.phases.emplace(phase,
                                spawn_phase_actor(sys, phase, services));
-       opts.storage = sys.registry().get<storage_actor>(
-         caf::atom(storage_pool_name));
-       opts.cache = sys.registry().get<hot_cache_actor>(
-         caf::atom(hot_cache_name));
+       // Storage and the hot cache are looked up at each use: either may
+       // be restarted by the supervisor.
        opts.metrics = &registry;
        return caf::actor_cast<caf::actor>(
          spawn_consolidation_coordinator(sys, std::move(opts)));
@@ -562,6 +558,9 @@ int serve(const config& cfg) {
   http::consolidation_route_deps consolidation_deps;
   consolidation_deps.sys = &sys;
   consolidation_deps.timeout = cfg.http.request_timeout;
+  // A dry run may not outlast the server's handler timeout either: the
+  // client would get a 504 while the plan kept a project session busy.
+  consolidation_deps.dry_run_timeout = cfg.http.request_timeout;
   http::add_consolidation_routes(router, consolidation_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;

@@ -1,8 +1,10 @@
 #include "actors/cache/hot_cache.hpp"
 
 #include <list>
+#include <set>
 #include <unordered_map>
 
+#include <caf/actor_registry.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -15,8 +17,9 @@ namespace {
 
 struct entry {
   std::vector<memories::memory_record> memories;
-  /// The project of the agent's memories ("" when it has none).
-  std::string project_id;
+  /// The projects of the agent's hot memories (an agent's memories may
+  /// span projects).
+  std::set<std::string> projects;
   std::list<std::string>::iterator lru;
 };
 
@@ -25,10 +28,10 @@ struct cache_state {
   std::unordered_map<std::string, entry> entries;
   /// Most recently used first.
   std::list<std::string> lru;
-  /// Bumped per agent at every invalidation; a load only lands when its
-  /// agent's generation did not move meanwhile.
-  std::unordered_map<std::string, uint64_t> generation;
-  uint64_t project_generation = 0;
+  /// Bumped at every invalidation; a load only lands when no invalidation
+  /// came while it was in flight (conservative, and no state per agent
+  /// that could grow without bound).
+  uint64_t invalidations = 0;
   cache::cache_stats stats;
   static inline const char* name = "hot_cache";
 };
@@ -54,14 +57,23 @@ void store(cache_state& st, const std::string& agent,
            std::vector<memories::memory_record> list) {
   drop(st, agent);
   entry e;
-  if (!list.empty())
-    e.project_id = list.front().project_id;
+  for (const auto& m : list)
+    e.projects.insert(m.project_id);
   e.memories = std::move(list);
   st.lru.push_front(agent);
   e.lru = st.lru.begin();
   st.entries.emplace(agent, std::move(e));
   while (st.entries.size() > st.options.max_agents && !st.lru.empty())
     drop(st, st.lru.back());
+}
+
+/// The configured storage, else the pool in the actor registry (looked up
+/// at each load, so a restarted pool is found).
+storage_actor storage_of(cache_ptr self) {
+  if (self->state.options.storage)
+    return self->state.options.storage;
+  return self->system().registry().get<storage_actor>(
+    caf::atom(storage_pool_name));
 }
 
 hot_cache_actor::behavior_type hot_cache(cache_ptr self,
@@ -81,17 +93,15 @@ hot_cache_actor::behavior_type hot_cache(cache_ptr self,
       }
       ++st.stats.misses;
       auto rp = self->make_response_promise<cache::hot_memories>();
-      auto generation = st.generation[agent];
-      auto project_generation = st.project_generation;
+      auto invalidations = st.invalidations;
       self
-        ->request(st.options.storage, caf::infinite,
+        ->request(storage_of(self), caf::infinite,
                   cache::load_hot_memories{agent, st.options.per_agent})
         .then(
-          [self, rp, agent, generation, project_generation](
+          [self, rp, agent, invalidations](
             std::vector<memories::memory_record>& list) mutable {
             auto& st = self->state;
-            if (st.generation[agent] == generation
-                && st.project_generation == project_generation)
+            if (st.invalidations == invalidations)
               store(st, agent, list);
             rp.deliver(cache::hot_memories{agent, std::move(list), false});
           },
@@ -101,23 +111,18 @@ hot_cache_actor::behavior_type hot_cache(cache_ptr self,
     [self](cache::invalidate_agents& msg) {
       auto& st = self->state;
       ++st.stats.invalidations;
-      bool whole_project = false;
+      ++st.invalidations;
+      auto project = lower(msg.project_id);
       for (const auto& a : msg.agent_ids) {
-        if (a.empty()) {
-          whole_project = true;
+        if (!a.empty()) {
+          drop(st, lower(a));
           continue;
         }
-        auto agent = lower(a);
-        ++st.generation[agent];
-        drop(st, agent);
-      }
-      if (whole_project) {
-        // Loads in flight cannot be told apart by project: none lands.
-        ++st.project_generation;
-        auto project = lower(msg.project_id);
+        // A project-wide memory changed: every agent with hot memories in
+        // the project (and agents whose list is empty).
         std::vector<std::string> gone;
         for (const auto& [agent, e] : st.entries)
-          if (e.project_id == project || e.project_id.empty())
+          if (e.projects.empty() || e.projects.count(project) > 0)
             gone.push_back(agent);
         for (const auto& agent : gone)
           drop(st, agent);

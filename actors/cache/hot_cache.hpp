@@ -6,8 +6,8 @@
 // consolidation phase that changes an agent's memories invalidates that
 // agent (the coordinator's invalidate phase); an invalidation for a
 // project-wide memory drops every cached agent of that project. A load that
-// was in flight while its agent was invalidated answers its requester but
-// is not cached, so a stale list never outlives an invalidation.
+// was in flight during any invalidation answers its requester but is not
+// cached, so a stale list never outlives an invalidation.
 //
 // The cache holds at most `max_agents` agents; the least recently used one
 // goes first.
@@ -23,6 +23,7 @@
 namespace engram {
 
 struct hot_cache_options {
+  /// Unset: the storage pool in the actor registry, looked up at each load.
   storage_actor storage;
   /// Memories per agent.
   int32_t per_agent = 20;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include <boost/json.hpp>
+#include <caf/actor_registry.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -99,6 +100,23 @@ struct coordinator_state {
 
 using coordinator_ptr = consolidation_actor::stateful_pointer<coordinator_state>;
 
+/// The cache to invalidate: the configured one, else this node's (looked
+/// up at each use, so a restarted cache is found); may be invalid.
+hot_cache_actor cache_of(coordinator_ptr self) {
+  if (self->state.options.cache)
+    return self->state.options.cache;
+  return self->system().registry().get<hot_cache_actor>(
+    caf::atom(hot_cache_name));
+}
+
+/// The storage to read projects from, found the same way.
+storage_actor storage_of(coordinator_ptr self) {
+  if (self->state.options.storage)
+    return self->state.options.storage;
+  return self->system().registry().get<storage_actor>(
+    caf::atom(storage_pool_name));
+}
+
 int64_t now_us(coordinator_ptr self) {
   return to_epoch_us(self->state.options.time->now());
 }
@@ -161,9 +179,9 @@ void end_job(coordinator_ptr self, flight_ptr f, std::string status,
                      && std::find(f->work.phases.begin(),
                                   f->work.phases.end(), "invalidate")
                           != f->work.phases.end();
-  if (status != "cancelled" && !invalidated && self->state.options.cache
+  if (status != "cancelled" && !invalidated && cache_of(self)
       && (f->resumed || !f->agents_changed.empty()))
-    self->send(self->state.options.cache,
+    self->send(cache_of(self),
                cache::invalidate_agents{
                  f->project_id, f->resumed ? std::vector<std::string>{std::string{}}
                                            : f->agents_changed});
@@ -203,8 +221,8 @@ void invalidate(coordinator_ptr self, flight_ptr f) {
   std::vector<std::string> agents = w.agents_changed;
   if (f->resumed)
     agents = {std::string{}}; // every agent of the project
-  if (!w.dry_run && self->state.options.cache)
-    self->send(self->state.options.cache,
+  if (auto cache = cache_of(self); !w.dry_run && cache)
+    self->send(cache,
                cache::invalidate_agents{w.job.project_id, agents});
   boost::json::object metrics;
   boost::json::array list;
@@ -389,7 +407,7 @@ void start_run(coordinator_ptr self, flight_ptr f) {
 
 void start_dry_run(coordinator_ptr self, flight_ptr f) {
   const auto& req = f->request.dry_run;
-  self->request(self->state.options.storage, caf::infinite,
+  self->request(storage_of(self), caf::infinite,
                 memories::get_project_request{req.project_id})
     .then(
       [self, f](memories::project_record& project) {

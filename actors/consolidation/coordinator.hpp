@@ -46,9 +46,11 @@ struct coordinator_options {
   std::vector<project_session_actor> sessions;
   /// The phase actors by phase name (patterns … decay).
   std::map<std::string, phase_actor> phases;
-  /// Reads projects for dry runs.
+  /// Reads projects for dry runs. Unset: the storage pool in the actor
+  /// registry, looked up at each use (so a restarted pool is found).
   storage_actor storage;
-  /// Invalidated after a job's phases; may be invalid (no cache).
+  /// Invalidated after a job's phases. Unset: this node's hot cache in the
+  /// actor registry, looked up at each use; none running: no invalidation.
   hot_cache_actor cache;
   const clock* time = &real_clock();
   /// engram_consolidation_jobs_total{status},
