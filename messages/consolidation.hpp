@@ -425,20 +425,18 @@ typename Inspector::result_type inspect(Inspector& f, phase_commit& x) {
 
 /// Ends a job: status completed, failed (with `error`) or cancelled;
 /// completed_at and duration set; then the project's lock is released.
-/// `release_only`: just release the lock (a job that never began).
 struct finish_job {
   std::string job_id;
   std::string project_id;
   std::string status;
   std::string error;
   int64_t now_us = 0;
-  bool release_only = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, finish_job& x) {
   return f(caf::meta::type_name("finish_job"), x.job_id, x.project_id,
-           x.status, x.error, x.now_us, x.release_only);
+           x.status, x.error, x.now_us);
 }
 
 // -- the coordinator ---------------------------------------------------------------

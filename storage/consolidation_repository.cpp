@@ -623,7 +623,13 @@ caf::expected<job_record> finish_job(pqxx::transaction_base& tx,
   auto job = read_job(tx, lower(req.job_id), true);
   if (!job)
     return refused(errc::not_found, "no consolidation job " + req.job_id);
-  if (req.release_only)
+  if (req.status != "completed" && req.status != "failed"
+      && req.status != "cancelled")
+    return refused(errc::invalid_argument,
+                   "status: a job ends completed, failed or cancelled, not \""
+                     + req.status + "\"");
+  // A job that ended already (a late or repeated finish) stays as it ended.
+  if (job->status != "queued" && job->status != "running")
     return *job;
   tx.exec_params0(
     "UPDATE engram.consolidation_jobs SET status = $2, "

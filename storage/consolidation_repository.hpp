@@ -68,7 +68,9 @@ commit_phase(pqxx::transaction_base& tx,
              const consolidation::phase_commit& commit);
 
 /// Ends a job (see consolidation::finish_job); the lock is released by
-/// `release_project` afterwards.
+/// `release_project` afterwards. A job that ended already is answered as it
+/// is; a status other than completed, failed or cancelled is
+/// invalid_argument.
 [[nodiscard]] caf::expected<consolidation::job_record>
 finish_job(pqxx::transaction_base& tx, const consolidation::finish_job& req);
 

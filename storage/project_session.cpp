@@ -69,6 +69,15 @@ project_session_actor::behavior_type session(session_ptr self,
       if (start && start->job.status == "running") {
         st.locked_project = start->job.project_id;
         st.locked_generation = st.keeper().generation();
+      } else if (!start && st.keeper().connected()) {
+        // A begin that failed after taking the lock (the lock outlives the
+        // rolled-back transaction) must not leave the project locked while
+        // this session waits idle in the pool.
+        (void) st.keeper().run<bool>([](pqxx::connection& conn) {
+          pqxx::nontransaction tx{conn};
+          tx.exec("SELECT pg_advisory_unlock_all()");
+          return true;
+        });
       }
       return to_result(std::move(start));
     },

@@ -540,6 +540,15 @@ protected:
               0);
   }
 
+  /// What the cache was told up to now: a round trip to it first, so that
+  /// everything sent to it before (the coordinator sends before it
+  /// answers) has been handled.
+  std::vector<cache::invalidate_agents> invalidations_so_far() {
+    auto settled = ask<cache::cache_stats>(cache, atom::stats_v);
+    EXPECT_TRUE(settled) << describe(settled.error());
+    return cache_log->all();
+  }
+
   /// What the cache was told, once it was told `n` things (or 5 s
   /// passed).
   std::vector<cache::invalidate_agents> invalidations_after(size_t n) {
@@ -805,7 +814,7 @@ TEST_F(consolidation_pipeline_test, a_dry_run_changes_nothing_and_names_what_a_r
   ASSERT_TRUE(dry) << describe(dry.error());
   EXPECT_EQ(project_rows(project), before);
   EXPECT_EQ(count("SELECT count(*) FROM engram.consolidation_jobs"), 0);
-  EXPECT_TRUE(cache_log->all().empty()) << "a dry run invalidates nothing";
+  EXPECT_TRUE(invalidations_so_far().empty()) << "a dry run invalidates nothing";
 
   auto out = parse_object(dry->json);
   SCOPED_TRACE(dry->json);
@@ -944,7 +953,7 @@ TEST_F(consolidation_pipeline_test, a_disabled_or_missing_project_cancels_the_jo
   EXPECT_EQ(gone->status, "cancelled");
   EXPECT_NE(gone->error_message.find("does not exist"), std::string::npos)
     << gone->error_message;
-  EXPECT_TRUE(cache_log->all().empty());
+  EXPECT_TRUE(invalidations_so_far().empty());
   // Cancelled stays cancelled.
   auto again = run(job);
   ASSERT_TRUE(again);

@@ -531,6 +531,28 @@ TEST_F(consolidation_repository_test, begin_reports_missing_and_disabled_project
   EXPECT_EQ(again->job.status, "cancelled");
 }
 
+TEST_F(consolidation_repository_test, a_job_ends_once_and_only_with_a_final_status) {
+  auto a = connect();
+  auto project = put_project("p", true, "{}");
+  auto job = created(job_request(project));
+  auto start = begin(*a, job.id);
+  ASSERT_TRUE(start) << describe(start.error());
+  auto bad = finish(*a, start->job, "running");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(code_of(bad.error()), errc::invalid_argument);
+  EXPECT_NE(message_of(bad.error()).find("status"), std::string::npos);
+  auto done = finish(*a, start->job, "completed", noon() + 1min);
+  ASSERT_TRUE(done) << describe(done.error());
+  EXPECT_EQ(done->status, "completed");
+  // A late or repeated finish (a session that lost the job) changes
+  // nothing.
+  auto late = finish(*a, start->job, "failed", noon() + 5min);
+  ASSERT_TRUE(late) << describe(late.error());
+  EXPECT_EQ(late->status, "completed");
+  EXPECT_EQ(late->completed_at_us, done->completed_at_us);
+  EXPECT_EQ(late->error_message, "");
+}
+
 TEST_F(consolidation_repository_test, project_sessions_hold_the_lock_until_finish_or_their_connection_ends) {
   caf::actor_system_config cfg;
   caf::actor_system sys{cfg};
