@@ -372,6 +372,10 @@ make_embedding_provider(const embedding_options& opts, llm_environment env) {
     return make_error(errc::invalid_config,
                       "the openai embedding provider needs a batch size of at "
                       "least 1 (embedding.batch_size = 0)");
+  if (opts.model.empty())
+    return make_error(errc::invalid_config,
+                      "the openai embedding provider needs a model "
+                      "(embedding.model is empty): every vector records it");
   openai_endpoint_options endpoint_opts;
   endpoint_opts.kind = "embedding";
   endpoint_opts.operation = "openai embeddings";

@@ -89,11 +89,17 @@ std::string numbered(const std::vector<std::string>& contents) {
 }
 
 /// Asks `llm` and returns its trimmed answer; an empty answer is an error.
+/// Temperature 0 (a re-run should write the same text) and at most
+/// `max_tokens` tokens (a memory is short).
 caf::expected<std::string> ask(llm_provider& llm, std::string system,
-                               std::string user, const char* what) {
+                               std::string user, const char* what,
+                               int64_t max_tokens) {
+  completion_options opts;
+  opts.temperature = 0.0;
+  opts.max_tokens = max_tokens;
   auto answer = llm.complete({{"system", std::move(system)},
                               {"user", std::move(user)}},
-                             completion_options{});
+                             opts);
   if (!answer)
     return std::move(answer.error());
   auto text = trim(answer->content);
@@ -216,7 +222,7 @@ merged_text(llm_provider& llm, const std::vector<std::string>& contents) {
              "one kept: keep its wording where you can. Answer with one short "
              "paragraph in the third person, without a preamble, a list or "
              "quotes.",
-             "Memories:\n" + numbered(contents), "merged text");
+             "Memories:\n" + numbered(contents), "merged text", 400);
 }
 
 caf::expected<std::string>
@@ -239,7 +245,7 @@ summary_text(llm_provider& llm, const std::vector<std::string>& contents) {
              "together. Keep names, numbers and decisions that matter, do not "
              "add anything that is not in them. Answer with at most three "
              "short sentences, without a preamble, a list or quotes.",
-             "Episodic memories:\n" + numbered(contents), "summary text");
+             "Episodic memories:\n" + numbered(contents), "summary text", 200);
 }
 
 } // namespace engram

@@ -20,10 +20,12 @@ public:
   std::string answer = "A merged memory.";
   caf::error error;
   std::vector<std::vector<chat_message>> asked;
+  std::vector<completion_options> options;
 
   caf::expected<completion> complete(const std::vector<chat_message>& messages,
-                                     const completion_options&) override {
+                                     const completion_options& opts) override {
     asked.push_back(messages);
+    options.push_back(opts);
     if (error)
       return error;
     completion result;
@@ -237,6 +239,13 @@ TEST(memory_text_llm, another_provider_is_asked_and_its_answer_trimmed) {
   EXPECT_TRUE(contains(llm.asked[1][0].content, "episodic memories"));
   EXPECT_TRUE(contains(llm.asked[1][0].content, "one semantic memory"));
   EXPECT_TRUE(contains(llm.asked[1][1].content, "5. " + episodes[4]));
+  // A re-run should write the same text, and a memory is short.
+  ASSERT_EQ(llm.options.size(), 2u);
+  for (const auto& o : llm.options) {
+    EXPECT_EQ(o.temperature, 0.0);
+    ASSERT_TRUE(o.max_tokens.has_value());
+    EXPECT_LE(*o.max_tokens, 400);
+  }
 }
 
 TEST(memory_text_llm, empty_answers_and_provider_errors_fail) {
