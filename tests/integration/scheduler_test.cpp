@@ -171,6 +171,10 @@ TEST_F(scheduler_test, missed_slots_after_a_downtime_coalesce_into_one_run_per_e
   auto c = start(opts);
   ASSERT_TRUE(ready(c));
   ASSERT_TRUE(tasks_reach(6)) << task_count();
+  // The actor counts a fire once the store has answered, a moment after the
+  // task row exists.
+  ASSERT_TRUE(eventually([&] { return status(c).fires == 6; }))
+    << status(c).fires;
   auto fired = [&](const std::string& entry, std::string_view slot) {
     return tasks_with_key(key(entry, slot));
   };
@@ -316,7 +320,8 @@ TEST_F(scheduler_test, a_dynamic_job_fires_at_its_slot_with_a_run_row) {
   ASSERT_TRUE(wait_for("SELECT count(*)" + where, "2"));
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(count("SELECT count(*)" + where), 2);
-  EXPECT_EQ(status(s).fires, 2);
+  EXPECT_TRUE(eventually([&] { return status(s).fires == 2; }))
+    << status(s).fires;
 }
 
 TEST_F(scheduler_test, jobs_from_other_writers_are_picked_up_and_bad_ones_skipped) {
@@ -460,6 +465,8 @@ TEST_F(scheduler_test, a_job_down_for_an_hour_fires_once_for_its_latest_slot) {
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(count("SELECT count(*)" + where), 1);
   EXPECT_EQ(query("SELECT fire_time = '2024-03-10T13:00:00Z'" + where), "t");
+  ASSERT_TRUE(eventually([&] { return status(b).fires == 1; }))
+    << status(b).fires;
   EXPECT_EQ(counter("engram_schedule_misfires_total", "scheduled_jobs"), 1);
   EXPECT_EQ(counter("engram_schedule_fires_total", "scheduled_jobs"), 1);
   ASSERT_TRUE(wait_for("SELECT next_run_at = '2024-03-10T13:05:00Z' FROM "
