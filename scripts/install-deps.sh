@@ -18,6 +18,8 @@ packages=(
   libssl-dev
   postgresql postgresql-client
   curl procps
+  # The reference workflow's steps (conf/workflows/speckit/): jq, and git above.
+  jq
 )
 
 missing=()
