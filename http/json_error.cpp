@@ -28,6 +28,8 @@ status status_for(errc code) noexcept {
       return status::conflict;
     case errc::too_large:
       return status::payload_too_large;
+    case errc::unprocessable:
+      return status::unprocessable_entity;
     case errc::database_unavailable:
     case errc::unavailable:
     case errc::schema_too_new:

@@ -24,6 +24,7 @@ std::string_view to_string(errc x) noexcept {
     case errc::too_large: return "too_large";
     case errc::child_failed: return "child_failed";
     case errc::unavailable: return "unavailable";
+    case errc::unprocessable: return "unprocessable";
   }
   return "unknown";
 }

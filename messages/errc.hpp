@@ -46,6 +46,9 @@ enum class errc : uint8_t {
   child_failed = 15,
   /// A remote service (LLM provider, webhook) cannot be reached right now.
   unavailable = 16,
+  /// The request is well-formed, but something outside it must change first
+  /// (a credential a retry needs is still missing).
+  unprocessable = 17,
 };
 
 /// Returns the stable, snake_case name of `x`, used in logs and as the HTTP

@@ -14,6 +14,7 @@
 #include "messages/memories.hpp"
 #include "messages/platform.hpp"
 #include "messages/tasks.hpp"
+#include "messages/workflows.hpp"
 
 namespace engram::storage {
 
@@ -185,7 +186,26 @@ using storage_actor = caf::typed_actor<
   // A page of a project's jobs, newest first.
   caf::replies_to<consolidation::list_jobs_request>::with<consolidation::job_page>,
   // The projects with consolidation enabled.
-  caf::replies_to<consolidation::enabled_projects_request>::with<std::vector<std::string>>>;
+  caf::replies_to<consolidation::enabled_projects_request>::with<std::vector<std::string>>,
+  // -- workflow chains (DESIGN §7); see messages/workflows.hpp --
+  // Creates a run with its first step's task, or returns the existing run
+  // with the same idempotency key or branch name.
+  caf::replies_to<workflows::create_run>::with<workflows::create_run_result>,
+  // A step attempt starts (or is refused: stale, cancelled, credentials).
+  caf::replies_to<workflows::begin_step>::with<workflows::step_start>,
+  // A step attempt ends, with its artifacts and the next task.
+  caf::replies_to<workflows::finish_step>::with<workflows::run_record>,
+  // Cancels a run; retries a failed run from its failed step.
+  caf::replies_to<workflows::cancel_run>::with<workflows::run_record>,
+  caf::replies_to<workflows::retry_run>::with<workflows::run_record>,
+  // Records credential checks (a refused retry).
+  caf::replies_to<workflows::record_audits>::with<int64_t>,
+  // Reads: a run with its steps, a page of runs, artifacts, audits.
+  caf::replies_to<workflows::get_run>::with<workflows::run_detail>,
+  caf::replies_to<workflows::list_runs>::with<workflows::run_page>,
+  caf::replies_to<workflows::list_artifacts>::with<std::vector<workflows::artifact_record>>,
+  caf::replies_to<workflows::get_artifact>::with<workflows::artifact_record>,
+  caf::replies_to<workflows::list_audits>::with<std::vector<workflows::credential_audit>>>;
 
 /// The name of the storage pool among the supervised actors, and its key in
 /// the actor registry.

@@ -128,7 +128,7 @@ struct config {
 
   struct tasks_section {
     /// Queues this node works on, as name=concurrency pairs.
-    std::string queues = "default=4, memory=2, agents=4";
+    std::string queues = "default=4, memory=2, agents=4, workflows=4";
     /// Tasks claimed ahead of free workers, per queue (0..100000).
     int prefetch = 512;
     /// How long a claimed task stays leased without a heartbeat.
@@ -215,6 +215,21 @@ struct config {
 
     bool operator==(const consolidation_section&) const = default;
   } consolidation;
+
+  struct workflows_section {
+    /// Directory of the workflow definitions (`<name>.toml`), read at start.
+    std::string definitions_dir = "conf/workflows";
+    /// Where step artifacts are kept; empty = `<data_dir>/artifacts`.
+    std::string artifact_root;
+    /// Queue of the `workflow.step` tasks (list it in tasks.queues).
+    std::string queue = "workflows";
+    /// Between SIGTERM and SIGKILL when a step's process group is stopped.
+    std::chrono::milliseconds kill_grace{5000};
+    /// Largest accepted stdout of a step in bytes (1024..1073741824).
+    int max_output_bytes = 16777216;
+
+    bool operator==(const workflows_section&) const = default;
+  } workflows;
 
   struct statsd_section {
     /// Also send the metrics to a StatsD server over UDP.
