@@ -29,6 +29,9 @@
 #include "actors/scheduler/scheduler.hpp"
 #include "actors/tasks/builtin_tasks.hpp"
 #include "actors/tasks/consolidation_tasks.hpp"
+#include "actors/tasks/workflow_tasks.hpp"
+#include "actors/workflows/definition.hpp"
+#include "actors/workflows/workflow_actor.hpp"
 #include "actors/tasks/platform_tasks.hpp"
 #include "actors/tasks/task_system.hpp"
 #include "actors/scheduler/cron_command.hpp"
@@ -36,6 +39,7 @@
 #include "engram/build_info.hpp"
 #include "http/admin_routes.hpp"
 #include "http/consolidation_routes.hpp"
+#include "http/workflow_routes.hpp"
 #include "http/conversation_routes.hpp"
 #include "http/memory_routes.hpp"
 #include "http/project_routes.hpp"
@@ -274,6 +278,40 @@ void register_process_metrics(metrics::registry& registry) {
 }
 
 int serve(const config& cfg) {
+  // Workflow definitions are configuration: a refused file stops the start.
+  auto definitions = workflows::load_workflows(cfg.workflows.definitions_dir);
+  if (!definitions) {
+    logger()->critical("workflow definitions refused: {}",
+                       message_of(definitions.error()));
+    return exit_usage;
+  }
+  auto chain_cfg = std::make_shared<workflows::chain_config>();
+  for (auto& def : *definitions)
+    chain_cfg->definitions.emplace(def.name, std::move(def));
+  chain_cfg->artifact_root
+    = cfg.workflows.artifact_root.empty()
+        ? std::filesystem::path{cfg.daemon.data_dir} / "artifacts"
+        : std::filesystem::path{cfg.workflows.artifact_root};
+  chain_cfg->artifact_root = std::filesystem::absolute(chain_cfg->artifact_root);
+  chain_cfg->queue = cfg.workflows.queue;
+  chain_cfg->kill_grace = cfg.workflows.kill_grace;
+  chain_cfg->max_output_bytes
+    = static_cast<size_t>(cfg.workflows.max_output_bytes);
+  chain_cfg->request_timeout
+    = cfg.database.connect_timeout + cfg.database.statement_timeout;
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(chain_cfg->artifact_root, ec);
+    if (ec) {
+      logger()->critical("cannot create the artifact root {}: {}",
+                         chain_cfg->artifact_root.string(), ec.message());
+      return exit_failure;
+    }
+  }
+  logger()->info("{} workflow definition(s) from {}; artifacts in {}",
+                 chain_cfg->definitions.size(), cfg.workflows.definitions_dir,
+                 chain_cfg->artifact_root.string());
+
   auto signals = block_shutdown_signals();
   auto db = open_database(cfg);
   if (!db)
@@ -286,6 +324,7 @@ int serve(const config& cfg) {
 
   metrics::registry registry;
   register_process_metrics(registry);
+  chain_cfg->metrics = &registry;
   std::unique_ptr<statsd_emitter> statsd;
   if (cfg.statsd.enabled) {
     auto made = statsd_emitter::make(
@@ -368,6 +407,7 @@ int serve(const config& cfg) {
   tasks::register_builtin_tasks(task_names);
   tasks::register_platform_tasks(task_names);
   tasks::register_consolidation_tasks(task_names);
+  tasks::register_workflow_tasks(task_names, cfg.workflows.queue);
   tasks::task_services task_services;
   task_services.request_timeout = cfg.database.statement_timeout
                                   + cfg.database.connect_timeout;
@@ -466,6 +506,12 @@ int serve(const config& cfg) {
        return caf::actor_cast<caf::actor>(
          spawn_consolidation_coordinator(sys, std::move(opts)));
      }},
+    // Before the task system too: its step tasks wait on the chains.
+    {workflows_name,
+     [&](caf::actor_system& sys) {
+       return caf::actor_cast<caf::actor>(spawn_workflow_actor(
+         sys, std::shared_ptr<const workflows::chain_config>(chain_cfg)));
+     }},
     {task_system_name,
      [&](caf::actor_system& sys) {
        return caf::actor_cast<caf::actor>(spawn_task_system(
@@ -562,6 +608,11 @@ int serve(const config& cfg) {
   // client would get a 504 while the plan kept a project session busy.
   consolidation_deps.dry_run_timeout = cfg.http.request_timeout;
   http::add_consolidation_routes(router, consolidation_deps);
+  http::workflow_route_deps workflow_deps;
+  workflow_deps.sys = &sys;
+  workflow_deps.timeout = cfg.http.request_timeout;
+  workflow_deps.artifact_root = chain_cfg->artifact_root;
+  http::add_workflow_routes(router, workflow_deps);
   http::server_options http_opts;
   http_opts.bind = cfg.http.bind;
   http_opts.port = static_cast<uint16_t>(cfg.http.port);
