@@ -38,18 +38,26 @@ namespace engram::workflows {
 /// empty; a file must exist, be a regular file (symlinks followed), be
 /// readable by this process and not be empty. Fills credential, kind,
 /// present, valid and detail ("ok", "not set", "empty", "no such file",
-/// "not a regular file", "not readable", "empty file").
+/// "not a regular file", "not readable", "empty file"). The other fields
+/// (ids, checked_at_us) are left for the caller. A kind other than "env" or
+/// "file" (definitions never produce one) is invalid with "unknown kind".
 [[nodiscard]] credential_audit check_credential(const credential_spec& spec);
 
 // -- the child process ------------------------------------------------------------
 
 struct step_launch {
-  /// argv[0] is the program (a name without '/' is looked up in PATH).
+  /// argv[0] is the program (a name without '/' is looked up in PATH, the
+  /// step's PATH if `env` sets one; a relative path with '/' is relative to
+  /// `working_dir`). The child's argv[0] is the resolved path.
   std::vector<std::string> argv;
   /// Added to (or overriding) the daemon's environment.
   std::vector<std::pair<std::string, std::string>> env;
+  /// Empty: the daemon's.
   std::filesystem::path working_dir;
+  /// Empty: /dev/null.
   std::filesystem::path stdin_file;
+  /// Created (0600) or truncated; empty: /dev/null. stdout and stderr may
+  /// name the same file (one descriptor, interleaved).
   std::filesystem::path stdout_file;
   std::filesystem::path stderr_file;
 };
@@ -77,6 +85,26 @@ struct step_exit {
 /// reaping it (call it from a thread of its own), then the owner calls
 /// `reap`. `signal_group` and `reap` must be called from one thread (the
 /// owner's), `wait_exited` from any.
+///
+/// How (see step_process.cpp): Boost.Process v1 (`bp::child` with `bp::exe`,
+/// `bp::args`, `bp::env`) forks and execs; a custom initializer
+/// (`on_exec_setup`) resets signal dispositions and the mask (the daemon
+/// blocks SIGINT/SIGTERM), calls setpgid(0, 0), installs stdin/stdout/stderr
+/// (opened by the parent with O_CLOEXEC, outputs truncated), changes
+/// directory, sets PR_SET_PDEATHSIG = SIGKILL (then exits if the daemon is
+/// already gone) and marks every other descriptor close-on-exec
+/// (`cloexec_from_3`, copied from runtime/child_process.cpp). Failures of
+/// those steps and of execve come back through a pipe of its own, so start
+/// always knows the pid to reap. The `bp::child` is detached at once and
+/// only the pid is kept: Boost never terminates, waits for or reaps it.
+///
+/// Linux ties the parent-death signal to the *thread* that started the
+/// child: the step is killed (SIGKILL) when that thread exits, e.g. when the
+/// detached actor that started it terminates. Start steps from a thread
+/// that outlives them.
+///
+/// Needs SIGCHLD not set to SIG_IGN and no waitpid(-1) elsewhere (as for
+/// runtime/child_process.hpp).
 class step_process {
 public:
   step_process(step_process&&) noexcept;
@@ -86,7 +114,8 @@ public:
   ~step_process();
 
   /// Starts the child: process_failed with the reason when the program
-  /// cannot be found or executed, or a file cannot be opened.
+  /// cannot be found or executed, or a file cannot be opened. Returns once
+  /// the child has exec'd (or failed to).
   [[nodiscard]] static caf::expected<step_process>
   start(const step_launch& launch);
 
@@ -114,6 +143,9 @@ private:
 /// A step's stdout as one JSON value text: whitespace only → "{}"; more
 /// than `max_bytes`, invalid JSON or trailing content → the error message
 /// ("stdout is not valid JSON: ...", with the byte offset when known).
+/// Codes: too_large for the size ("... limit of N bytes ..."),
+/// invalid_argument otherwise. Nesting deeper than 64 is refused. Returns
+/// the value re-serialized compactly (boost::json::serialize).
 [[nodiscard]] caf::expected<std::string> parse_step_output(std::string_view out,
                                                            size_t max_bytes);
 
@@ -128,7 +160,9 @@ struct artifact_file {
 };
 
 /// Every regular file below `dir` (recursively), sorted by name. Symbolic
-/// links are not followed and not recorded (they could point anywhere).
+/// links are not followed and not recorded (they could point anywhere),
+/// nor are fifos, sockets or devices. not_found when `dir` is not a
+/// directory. size_bytes is the number of bytes hashed.
 [[nodiscard]] caf::expected<std::vector<artifact_file>>
 collect_artifacts(const std::filesystem::path& dir);
 
@@ -146,7 +180,9 @@ sha256_file(const std::filesystem::path& file);
 /// `run_id` below `root`: not_found or invalid_argument when the path is
 /// absolute, has a ".." or empty component, does not start with the run's
 /// folder, passes through a symbolic link, or does not end at a regular
-/// file inside `<root>/<run_id>` after resolving every link.
+/// file inside `<root>/<run_id>` after resolving every link. not_found only
+/// for a path that is well-formed but does not exist; messages name the
+/// given relative path, never `root`. Returns the canonical path.
 [[nodiscard]] caf::expected<std::filesystem::path>
 resolve_artifact(const std::filesystem::path& root, const std::string& run_id,
                  const std::string& relative_path);
