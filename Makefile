@@ -32,6 +32,7 @@ test: build
 bench: build
 	$(BUILD_DIR)/bench/engram_bench_tasks
 	$(BUILD_DIR)/bench/engram_bench_consolidation
+	$(BUILD_DIR)/bench/engram_bench_workflows
 
 clean:
 	rm -rf $(BUILD_DIR)
