@@ -28,6 +28,7 @@
 #include "storage/schedule_repository.hpp"
 #include "storage/schema_repository.hpp"
 #include "storage/task_repository.hpp"
+#include "storage/workflow_repository.hpp"
 
 namespace engram {
 
@@ -546,6 +547,64 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
       return to_result(in_transaction(self, [&](pqxx::work& tx) {
         return storage::enabled_projects(tx);
       }));
+    },
+    // -- workflow chains (storage/workflow_repository.hpp) --
+    [self](workflows::create_run& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::create_run(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](workflows::begin_step& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::begin_step(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](workflows::finish_step& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::finish_step(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](workflows::cancel_run& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::cancel_run(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](workflows::retry_run& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::retry_run(tx, req, from_epoch_us(req.now_us));
+      });
+    },
+    [self](workflows::record_audits& req) {
+      // The message carries no time: audits without one are stamped with
+      // the daemon's clock.
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::record_audits(tx, req, real_clock().now());
+      });
+    },
+    [self](workflows::get_run& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::get_run(tx, req.run_id);
+      });
+    },
+    [self](workflows::list_runs& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_runs(tx, req);
+      });
+    },
+    [self](workflows::list_artifacts& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_artifacts(tx, req.run_id);
+      });
+    },
+    [self](workflows::get_artifact& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::get_artifact(tx, req.run_id, req.artifact_id);
+      });
+    },
+    [self](workflows::list_audits& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::list_audits(tx, req.run_id);
+      });
     },
   };
 }
