@@ -711,11 +711,20 @@ retry_run_impl(pqxx::transaction_base& tx, const workflows::retry_run& req,
                                       1);
   task.unique_key = workflow_task_key(run->id, attempt, index, 1);
   auto now_us = to_epoch_us(now);
+  // Checks made for the step's next execution: without an attempt of their
+  // own they name the attempt the retry will run.
+  int32_t next_attempt = 0;
+  if (!req.audits.empty())
+    next_attempt = tx.exec_params1(
+      "SELECT coalesce(max(attempt), 0) + 1 FROM engram.workflow_task_states "
+      "WHERE run_id = $1 AND step_index = $2",
+      run->id, index)[0]
+                     .as<int32_t>();
   for (const auto& a : req.audits)
     insert_audits(tx, {a}, run->id,
                   a.step.empty() ? run->steps[static_cast<size_t>(index)]
                                  : a.step,
-                  a.attempt, now_us);
+                  a.attempt > 0 ? a.attempt : next_attempt, now_us);
   tx.exec_params0(
     "UPDATE engram.workflow_runs SET status = 'retrying', attempt = $2, "
     "  note = $3, error = NULL, error_kind = NULL, "

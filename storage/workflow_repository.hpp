@@ -77,7 +77,8 @@ cancel_run(pqxx::transaction_base& tx, const workflows::cancel_run& req,
 
 /// Retries a failed run from its current step with the next run attempt,
 /// recording the audits and enqueueing the task (args and unique key set
-/// here). Refusals: not_found, conflict (not failed).
+/// here; an audit without step or attempt names the step and the attempt
+/// the retry will run). Refusals: not_found, conflict (not failed).
 [[nodiscard]] caf::expected<workflows::run_record>
 retry_run(pqxx::transaction_base& tx, const workflows::retry_run& req,
           wall_time now);

@@ -697,6 +697,13 @@ TEST_F(workflow_repository_test, a_missing_credential_fails_the_step_and_the_run
   ASSERT_TRUE(retried) << describe(retried.error());
   EXPECT_TRUE(retried->missing_credentials.empty());
   EXPECT_TRUE(retried->error.empty());
+  // The retry's check names the step and the attempt the retry will run.
+  audits = checked([&](auto& tx) { return storage::list_audits(tx, run.id); });
+  ASSERT_TRUE(audits);
+  ASSERT_EQ(audits->size(), 4u);
+  EXPECT_EQ(audits->back().step, "discovery");
+  EXPECT_EQ(audits->back().attempt, 2);
+  EXPECT_TRUE(audits->back().valid);
   // Audits with a bad kind are refused.
   auto bad = audit("X", true);
   bad.kind = "vault";
