@@ -334,11 +334,18 @@ void on_exited(chain_ptr self) {
   seen.exit = exit;
   seen.max_output_bytes = st.cfg->max_output_bytes;
   {
-    std::ifstream out(a.dir / "stdout.json", std::ios::binary);
-    seen.stdout_text.resize(seen.max_output_bytes + 1);
-    out.read(seen.stdout_text.data(),
-             static_cast<std::streamsize>(seen.stdout_text.size()));
-    seen.stdout_text.resize(static_cast<size_t>(out.gcount()));
+    // Read at most one byte past the limit (enough to refuse it); never
+    // reserve the limit itself, which is large.
+    std::error_code ec;
+    auto size = fs::file_size(a.dir / "stdout.json", ec);
+    if (!ec && size > 0) {
+      std::ifstream out(a.dir / "stdout.json", std::ios::binary);
+      seen.stdout_text.resize(
+        std::min<size_t>(static_cast<size_t>(size), seen.max_output_bytes + 1));
+      out.read(seen.stdout_text.data(),
+               static_cast<std::streamsize>(seen.stdout_text.size()));
+      seen.stdout_text.resize(static_cast<size_t>(out.gcount()));
+    }
   }
   {
     std::error_code ec;
