@@ -5,7 +5,6 @@
 #include <fstream>
 #include <optional>
 #include <system_error>
-#include <thread>
 
 #include <caf/actor_registry.hpp>
 #include <caf/event_based_actor.hpp>
@@ -15,6 +14,7 @@
 #include "actors/workflows/step_outcome.hpp"
 #include "actors/workflows/step_process.hpp"
 #include "messages/errc.hpp"
+#include "runtime/exit_watch.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
@@ -31,7 +31,7 @@ const std::shared_ptr<spdlog::logger>& logger() {
 
 // -- internal messages (this actor to itself) ----------------------------------
 
-/// The current attempt's leader exited (sent by its waiter thread).
+/// The current attempt's leader exited (sent by watch_exit).
 struct step_exited {
   uint64_t token = 0;
 };
@@ -442,10 +442,8 @@ void launch(chain_ptr self, step_start& start) {
   log_transition(a, st.run->workflow, "started", 0, -1, {});
   auto token = a.token;
   caf::actor me = caf::actor_cast<caf::actor>(self);
-  std::thread([proc = a.proc, me, token] {
-    proc->wait_exited();
-    caf::anon_send(me, step_exited{token});
-  }).detach();
+  watch_exit(a.proc->pid(),
+             [me, token] { caf::anon_send(me, step_exited{token}); });
   self->delayed_send(self, a.step->timeout, step_deadline{token});
   if (a.stop_requested) {
     stop_group(self, SIGTERM);
