@@ -302,3 +302,46 @@ TEST_F(platform_repository_test, the_memories_table_enforces_the_design_values) 
                   + quoted(a)),
             "t");
 }
+
+// The audit trail and the parent links keep the delete actions of foreign
+// keys (migration 010 replaced the keys with statement triggers, so
+// consolidation's bulk writes are not checked row by row).
+TEST_F(platform_repository_test, deleting_memories_jobs_and_projects_keeps_audit_and_links_consistent) {
+  auto principle = memory(project, agent, "principle");
+  auto member = memory(project, agent, "member");
+  auto elsewhere = memory(other_project, agent, "elsewhere");
+  exec("UPDATE engram.memories SET parent_id = " + quoted(principle)
+       + " WHERE id = " + quoted(member));
+  auto job = query("INSERT INTO engram.consolidation_jobs (project_id, "
+                   "trigger_type) VALUES (" + quoted(project)
+                   + ", 'manual') RETURNING id");
+  for (const auto& [id, owner] : {std::pair{principle, project},
+                                  std::pair{member, project},
+                                  std::pair{elsewhere, other_project}})
+    exec("INSERT INTO engram.memory_audit (memory_id, project_id, job_id, "
+         "action) VALUES (" + quoted(id) + ", " + quoted(owner) + ", "
+         + quoted(job) + ", 'linked')");
+  auto audits_of = [&](const std::string& id) {
+    return count("SELECT count(*) FROM engram.memory_audit WHERE memory_id = "
+                 + quoted(id));
+  };
+
+  exec("DELETE FROM engram.memories WHERE id = " + quoted(principle));
+  EXPECT_EQ(audits_of(principle), 0) << "a memory's audit goes with it";
+  EXPECT_EQ(audits_of(member), 1);
+  EXPECT_EQ(query("SELECT parent_id IS NULL FROM engram.memories WHERE id = "
+                  + quoted(member)),
+            "t")
+    << "members of a deleted memory are unlinked";
+
+  exec("DELETE FROM engram.consolidation_jobs WHERE id = " + quoted(job));
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE job_id IS "
+                  "NOT NULL"),
+            0)
+    << "audit rows outlive their job, without it";
+  EXPECT_EQ(audits_of(member), 1);
+
+  exec("DELETE FROM engram.projects WHERE id = " + quoted(project));
+  EXPECT_EQ(audits_of(member), 0) << "a project's audit goes with it";
+  EXPECT_EQ(audits_of(elsewhere), 1) << "other projects keep theirs";
+}
