@@ -47,21 +47,27 @@ bytea_text(const std::vector<float>& v) {
 
 namespace detail {
 
-inline int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
+/// Hex digit values by character; -1 for a character that is not one.
+struct hex_table {
+  int8_t value[256];
+  constexpr hex_table() : value{} {
+    for (int c = 0; c < 256; ++c)
+      value[c] = c >= '0' && c <= '9'   ? static_cast<int8_t>(c - '0')
+                 : c >= 'a' && c <= 'f' ? static_cast<int8_t>(c - 'a' + 10)
+                 : c >= 'A' && c <= 'F' ? static_cast<int8_t>(c - 'A' + 10)
+                                        : int8_t{-1};
+  }
+};
+
+inline constexpr hex_table hex_digits{};
 
 } // namespace detail
 
 /// Appends the floats of a bytea column (hex output, the server's default)
 /// to `out`; returns how many. NULL appends nothing. Throws
 /// std::runtime_error for a value that is not hex bytea of whole floats.
+/// A consolidation snapshot decodes ~150 MB of vectors per 100,000
+/// memories here, hence the table and one validity check per value.
 inline size_t append_floats(const pqxx::field& f, std::vector<float>& out) {
   if (f.is_null())
     return 0;
@@ -72,18 +78,22 @@ inline size_t append_floats(const pqxx::field& f, std::vector<float>& out) {
   auto n = (text.size() - 2) / 8;
   auto first = out.size();
   out.resize(first + n);
-  const char* p = text.data() + 2;
-  for (size_t k = 0; k < n; ++k) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data()) + 2;
+  const auto& digit = detail::hex_digits.value;
+  int invalid = 0;
+  for (size_t k = 0; k < n; ++k, p += 8) {
     uint32_t u = 0;
     for (int b = 0; b < 4; ++b) {
-      int hi = detail::hex_value(p[0]);
-      int lo = detail::hex_value(p[1]);
-      if (hi < 0 || lo < 0)
-        throw std::runtime_error("a vector column is not hex bytea");
-      u |= static_cast<uint32_t>(hi << 4 | lo) << (8 * b);
-      p += 2;
+      int hi = digit[p[2 * b]];
+      int lo = digit[p[2 * b + 1]];
+      invalid |= hi | lo; // negative once any digit is not one
+      u |= static_cast<uint32_t>((hi << 4 | lo) & 0xff) << (8 * b);
     }
     out[first + k] = std::bit_cast<float>(u);
+  }
+  if (invalid < 0) {
+    out.resize(first);
+    throw std::runtime_error("a vector column is not hex bytea");
   }
   return n;
 }

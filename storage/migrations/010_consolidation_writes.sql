@@ -3,13 +3,14 @@
 -- Two things made those writes cost several seconds, both measured with
 -- bench/consolidation:
 --
--- 1. Foreign keys check each inserted row on its own (a trigger and a
+-- 1. Foreign keys check each written row on its own (a trigger and a
 --    query per row and key). memory_audit had three, so an audit row cost
---    three lookups; about 1 s per 60,000 audit rows. The audit rows are
---    written by the daemon only, in the transaction that changes the memory
---    they describe, so the checks never found anything. The keys' ON DELETE
---    actions remain, as statement-level triggers that act once per DELETE
---    statement on all the rows it deleted.
+--    three lookups; about 1 s per 60,000 audit rows. A supersede paid one
+--    more for superseded_by (0.3 s per 33,000). The audit rows and the
+--    links are written by the daemon only, in the transaction that changes
+--    the memories they name, so the checks never found anything. The keys'
+--    ON DELETE actions remain, as statement-level triggers that act once
+--    per DELETE statement on all the rows it deleted.
 --
 -- 2. An UPDATE that changes no indexed column, and finds room on the row's
 --    page, is a heap-only (HOT) update: no index is touched. Every other
@@ -28,17 +29,22 @@ ALTER TABLE engram.memory_audit
   DROP CONSTRAINT memory_audit_project_id_fkey,
   DROP CONSTRAINT memory_audit_job_id_fkey;
 
-ALTER TABLE engram.memories DROP CONSTRAINT memories_parent_id_fkey;
+ALTER TABLE engram.memories
+  DROP CONSTRAINT memories_parent_id_fkey,
+  DROP CONSTRAINT memories_superseded_by_fkey;
 DROP INDEX engram.memories_parent_idx;
 
 ALTER TABLE engram.memories SET (fillfactor = 60);
 
--- A deleted memory takes its audit rows with it and unlinks its members
--- (ON DELETE CASCADE and SET NULL, as the keys did).
+-- A deleted memory takes its audit rows with it and unlinks the memories
+-- it superseded or leads (ON DELETE CASCADE and SET NULL, as the keys
+-- did; superseded_by keeps its index for this).
 CREATE FUNCTION engram.memories_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   DELETE FROM engram.memory_audit a USING gone g WHERE a.memory_id = g.id;
+  UPDATE engram.memories m SET superseded_by = NULL
+    FROM gone g WHERE m.superseded_by = g.id;
   UPDATE engram.memories m SET parent_id = NULL
     FROM gone g WHERE m.parent_id = g.id;
   RETURN NULL;
