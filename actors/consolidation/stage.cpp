@@ -523,6 +523,18 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
     row = static_cast<uint32_t>(vectors.append(v.data()));
     return space;
   };
+  // Each space's matrix sized once (a 100k project's is 150 MB: growing it
+  // row by row costs copies and page faults). Spaces are made in the order
+  // their models first appear, as `place` would.
+  {
+    std::unordered_map<std::string_view, size_t> rows_of;
+    for (const auto& st : data.memories)
+      if (st.dim != 0 && !st.embedding_model.empty()
+          && rows_of[st.embedding_model]++ == 0)
+        s.space_for(st.embedding_model, st.dim);
+    for (auto& space : s.spaces)
+      space.vectors.reserve(rows_of[space.model] + data.playbook.size());
+  }
   for (auto& st : data.memories) {
     memory m;
     m.id = std::move(st.id);
