@@ -10,6 +10,8 @@ find_package(simdjson REQUIRED)
 find_package(date REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+# libpq itself: storage/binary_result reads rows in the binary format.
+pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)
 
 # Debian ships CAF without a CMake package or a .pc file: find it here and wrap
 # it in one imported target, engram::caf.

@@ -15,6 +15,7 @@
 #include "messages/errc.hpp"
 #include "messages/tasks.hpp"
 #include "runtime/uuid.hpp"
+#include "storage/binary_result.hpp"
 #include "storage/sql_values.hpp"
 #include "storage/task_repository.hpp"
 
@@ -340,39 +341,42 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
   if (!is_uuid(project_id))
     return out;
   auto id = lower(project_id);
-  auto rows = tx.exec_params(
-    "SELECT id::text, coalesce(agent_id::text, ''), type, tier, importance, "
-    "  pinned, access_count, source_type, engram.to_us(created_at), "
+  // Binary rows: the vectors are most of the bytes (see binary_result).
+  // (A snapshot is read in a transaction block: pqxx::work.)
+  auto rows = binary_result::exec(
+    dynamic_cast<pqxx::dbtransaction&>(tx),
+    "SELECT id, agent_id, type, tier, importance, pinned, access_count, "
+    "  source_type, engram.to_us(created_at), "
     "  coalesce(engram.to_us(last_accessed_at), 0), "
-    "  coalesce(engram.to_us(expires_at), 0), content, "
-    "  coalesce(parent_id::text, ''), coalesce(embedding_model, ''), "
-    "  embedding "
+    "  coalesce(engram.to_us(expires_at), 0), content, parent_id, "
+    "  embedding_model, embedding "
     "FROM engram.memories WHERE project_id = $1 AND status = 'active'",
-    id);
-  out.memories.reserve(rows.size());
-  // Room for every vector at the first one's size (hex text: 8 characters
-  // a float), not grown by doubling: growing 150 MB costs copies and page
-  // faults.
-  if (!rows.empty() && rows[0][14].size() > 2)
-    out.floats.reserve(rows.size() * ((rows[0][14].size() - 2) / 8));
-  for (const auto& row : rows) {
+    {id});
+  auto n = rows.rows();
+  out.memories.reserve(n);
+  // Room for every vector at the first one's size, not grown by doubling:
+  // growing 150 MB costs copies and page faults.
+  if (n != 0)
+    out.floats.reserve(n * (rows.bytes(0, 14).size() / 4));
+  for (size_t r = 0; r < n; ++r) {
     consolidation::memory_state m;
-    m.id = row[0].as<std::string>();
-    m.agent_id = row[1].as<std::string>();
-    m.type = row[2].as<std::string>();
-    m.tier = row[3].as<std::string>();
-    m.importance = row[4].as<int32_t>();
-    m.pinned = row[5].as<bool>();
-    m.access_count = row[6].as<int32_t>();
-    m.source_type = row[7].as<std::string>();
-    m.created_at_us = row[8].as<int64_t>();
-    m.last_accessed_at_us = row[9].as<int64_t>();
-    m.expires_at_us = row[10].as<int64_t>();
-    m.content = row[11].as<std::string>();
-    m.parent_id = row[12].as<std::string>();
-    m.embedding_model = row[13].as<std::string>();
+    m.id = rows.uuid(r, 0);
+    m.agent_id = rows.uuid(r, 1);
+    m.type = rows.text(r, 2);
+    m.tier = rows.text(r, 3);
+    m.importance = rows.int4(r, 4);
+    m.pinned = rows.boolean(r, 5);
+    m.access_count = rows.int4(r, 6);
+    m.source_type = rows.text(r, 7);
+    m.created_at_us = rows.int8(r, 8);
+    m.last_accessed_at_us = rows.int8(r, 9);
+    m.expires_at_us = rows.int8(r, 10);
+    m.content = rows.text(r, 11);
+    m.parent_id = rows.uuid(r, 12);
+    m.embedding_model = rows.text(r, 13);
     m.offset = out.floats.size();
-    m.dim = static_cast<uint32_t>(append_floats(row[14], out.floats));
+    m.dim = static_cast<uint32_t>(
+      storage::append_floats(rows.bytes(r, 14), out.floats));
     out.memories.push_back(std::move(m));
   }
   // Sorted here, not by the server: its sort of rows this wide (vectors
