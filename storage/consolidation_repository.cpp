@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <pqxx/result>
 #include <pqxx/stream_to>
+#include <pqxx/subtransaction>
 #include <pqxx/transaction>
 
 #include "messages/errc.hpp"
@@ -335,6 +336,42 @@ begin_job(pqxx::transaction_base& tx, const std::string& job_id,
   return start;
 }
 
+namespace {
+
+/// The phases' commits join their scratch tables to engram.memories; the
+/// planner sizes that join from the table's statistics. Right after a
+/// bulk import they still describe the table as it was (often empty), and
+/// the plan then hashes every memory of the table for each statement:
+/// ~0.1 s each, 0.5 s for one carrying vectors, per 100,000 memories.
+/// When the table is known to hold more rows than the statistics say
+/// (`active` were just read), a small-sample ANALYZE of the joined columns
+/// puts the row count right in ~50 ms; autovacuum later redoes it with
+/// the full sample. It gives up at once rather than wait on another
+/// ANALYZE or VACUUM of the table.
+void refresh_stale_statistics(pqxx::transaction_base& tx, size_t active) {
+  if (active < 1000)
+    return;
+  auto known = tx.exec1("SELECT reltuples FROM pg_class "
+                        "WHERE oid = 'engram.memories'::regclass")[0]
+                 .as<double>();
+  if (known >= 0.5 * static_cast<double>(active))
+    return;
+  try {
+    pqxx::subtransaction sub{dynamic_cast<pqxx::dbtransaction&>(tx),
+                             "refresh_statistics"};
+    sub.exec("SET LOCAL lock_timeout = '50ms'");
+    sub.exec("SET LOCAL default_statistics_target = 10");
+    sub.exec("ANALYZE engram.memories (id, project_id, status)");
+    sub.exec("SET LOCAL lock_timeout TO DEFAULT; "
+             "SET LOCAL default_statistics_target TO DEFAULT");
+    sub.commit();
+  } catch (const pqxx::sql_error&) {
+    // Another ANALYZE or VACUUM holds the table: plans stay as they were.
+  }
+}
+
+} // namespace
+
 consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
                                            const std::string& project_id) {
   consolidation::snapshot_data out;
@@ -379,6 +416,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
       storage::append_floats(rows.bytes(r, 14), out.floats));
     out.memories.push_back(std::move(m));
   }
+  refresh_stale_statistics(tx, n);
   // Sorted here, not by the server: its sort of rows this wide (vectors
   // inline) spills to disk; ids are canonical lower-case text, so they
   // order like uuid.
