@@ -124,19 +124,67 @@ bool is_zero(const float* p, size_t dim) {
   return true;
 }
 
-} // namespace
+/// Rows left in a block, at most this many, are compared among themselves
+/// with one sgemm of every pair; more go through `greedy` again in blocks
+/// of a quarter as many rows, which skips most of the pairs a row does not
+/// need (those with the rows after it).
+constexpr size_t direct_max = 128;
+constexpr size_t inner_split = 4;
 
-leader_assignment assign_leaders(matrix_view rows, float threshold,
-                                 matrix_view initial, size_t block) {
+/// The first j in [from, n) whose `sims[j]` is not below `low` (NaN
+/// included), or n: the pairs `above` could pass.
+size_t next_candidate(const float* sims, size_t from, size_t n, float low) {
+  auto j = from;
+  for (; j + 16 <= n; j += 16) {
+    bool any = false;
+    for (size_t k = 0; k < 16; ++k)
+      any |= !(sims[j + k] < low);
+    if (any)
+      break;
+  }
+  for (; j < n; ++j)
+    if (!(sims[j] < low))
+      return j;
+  return n;
+}
+
+/// The greedy rule among `rows` alone (no zero rows, no leaders before),
+/// from one sgemm of every pair.
+leader_assignment among(matrix_view rows, float threshold, float margin) {
+  leader_assignment out;
+  auto k = rows.rows;
+  out.leader_of.resize(k);
+  std::vector<float> sims(k * k);
+  dot_block(rows, rows, sims.data());
+  for (size_t t = 0; t < k; ++t) {
+    const float* s = sims.data() + t * k;
+    auto number = out.new_leader_rows.size();
+    for (size_t q = 0; q < out.new_leader_rows.size(); ++q) {
+      auto u = out.new_leader_rows[q];
+      if (above(s[u], threshold, margin, rows.row(t), rows.row(u), rows.dim)) {
+        number = q;
+        break;
+      }
+    }
+    out.leader_of[t] = static_cast<uint32_t>(number);
+    if (number == out.new_leader_rows.size())
+      out.new_leader_rows.push_back(static_cast<uint32_t>(t));
+  }
+  return out;
+}
+
+/// `assign_leaders` (see the header): block by block, each against the
+/// leaders before it chunk by chunk with early exit, then the rows left
+/// among themselves.
+leader_assignment greedy(matrix_view rows, float threshold,
+                         matrix_view initial, size_t block, size_t chunk,
+                         float margin) {
   leader_assignment out;
   out.initial_count = initial.rows;
   out.leader_of.resize(rows.rows);
   if (rows.rows == 0)
     return out;
   auto dim = rows.dim;
-  assert(initial.rows == 0 || initial.dim == dim);
-  block = std::max<size_t>(block, 1);
-  auto margin = recheck_margin(dim);
   // The leaders so far, contiguous, and which of them can match at all.
   matrix leaders{dim};
   leaders.reserve(initial.rows + std::min<size_t>(rows.rows, 4096));
@@ -145,56 +193,103 @@ leader_assignment assign_leaders(matrix_view rows, float threshold,
     leaders.append(initial.row(j));
     leader_live.push_back(!is_zero(initial.row(j), dim));
   }
-  std::vector<float> against_leaders;
-  std::vector<float> within_block;
-  std::vector<uint32_t> block_leaders; // offsets in the block, in order
+  constexpr int64_t none = -1;
+  auto low = threshold - margin;
+  // Per row of the block: the leader it joined, or `none`.
+  std::vector<int64_t> found;
+  // The rows of the block still looking for a leader (offsets in the
+  // block, in order) and a contiguous copy of them for sgemm.
+  std::vector<uint32_t> open;
+  std::vector<float> open_rows;
+  std::vector<float> sims;
+  // The numbers of the leaders made among the rows left in a block.
+  std::vector<uint32_t> numbers;
   for (size_t first = 0; first < rows.rows; first += block) {
     auto m = std::min(block, rows.rows - first);
-    auto q = matrix_view{rows.row(first), m, dim};
     auto before = leaders.rows();
-    against_leaders.resize(m * before);
-    dot_block(q, leaders.view(), against_leaders.data());
-    within_block.resize(m * m);
-    dot_block(q, q, within_block.data());
-    block_leaders.clear();
-    for (size_t i = 0; i < m; ++i) {
-      auto row = first + i;
-      bool live = !is_zero(q.row(i), dim);
-      int64_t found = -1;
-      if (live) {
-        const float* sims = against_leaders.data() + i * before;
-        for (size_t j = 0; j < before; ++j)
-          if (leader_live[j]
-              && above(sims[j], threshold, margin, q.row(i), leaders.row(j),
+    found.assign(m, none);
+    open.clear();
+    open_rows.clear();
+    for (size_t i = 0; i < m; ++i)
+      if (!is_zero(rows.row(first + i), dim)) {
+        open.push_back(static_cast<uint32_t>(i));
+        open_rows.insert(open_rows.end(), rows.row(first + i),
+                         rows.row(first + i) + dim);
+      }
+    // The leaders before the block, chunk by chunk: a row that finds its
+    // leader in a chunk leaves `open` (and the next chunk's sgemm), the
+    // others are compacted to the front in order.
+    for (size_t c = 0; c < before && !open.empty(); c += chunk) {
+      auto n = std::min(chunk, before - c);
+      auto k = open.size();
+      sims.resize(k * n);
+      dot_block({open_rows.data(), k, dim}, leaders.slice(c, n), sims.data());
+      size_t kept = 0;
+      for (size_t t = 0; t < k; ++t) {
+        const float* row = open_rows.data() + t * dim;
+        const float* s = sims.data() + t * n;
+        auto& f = found[open[t]];
+        for (size_t j = next_candidate(s, 0, n, low); j < n;
+             j = next_candidate(s, j + 1, n, low))
+          if (leader_live[c + j]
+              && above(s[j], threshold, margin, row, leaders.row(c + j),
                        dim)) {
-            found = static_cast<int64_t>(j);
+            f = static_cast<int64_t>(c + j);
             break;
           }
-        if (found < 0) {
-          const float* local = within_block.data() + i * m;
-          for (size_t k = 0; k < block_leaders.size(); ++k)
-            if (leader_live[before + k]
-                && above(local[block_leaders[k]], threshold, margin, q.row(i),
-                         q.row(block_leaders[k]), dim)) {
-              found = static_cast<int64_t>(before + k);
-              break;
-            }
+        if (f != none)
+          continue;
+        if (kept != t) {
+          std::memcpy(open_rows.data() + kept * dim, row,
+                      dim * sizeof(float));
+          open[kept] = open[t];
         }
+        ++kept;
       }
-      if (found >= 0) {
-        out.leader_of[row] = static_cast<uint32_t>(found);
+      open.resize(kept);
+      open_rows.resize(kept * dim);
+    }
+    // The rows left, against each other: the greedy rule among them alone,
+    // directly or, for many, in smaller blocks.
+    auto k = open.size();
+    matrix_view left{open_rows.data(), k, dim};
+    auto inner = k <= direct_max
+                   ? among(left, threshold, margin)
+                   : greedy(left, threshold, {}, k / inner_split, chunk,
+                            margin);
+    numbers.clear();
+    for (size_t i = 0, t = 0; i < m; ++i) {
+      auto row = first + i;
+      bool live = t < k && open[t] == i; // neither zero nor joined yet
+      if (live) {
+        auto l = inner.leader_of[t++];
+        if (l < numbers.size())
+          found[i] = numbers[l];
+      }
+      if (found[i] != none) {
+        out.leader_of[row] = static_cast<uint32_t>(found[i]);
         continue;
       }
-      auto number = before + block_leaders.size();
-      out.leader_of[row] = static_cast<uint32_t>(number);
+      auto number = static_cast<uint32_t>(leaders.rows());
+      out.leader_of[row] = number;
       out.new_leader_rows.push_back(static_cast<uint32_t>(row));
-      block_leaders.push_back(static_cast<uint32_t>(i));
       leader_live.push_back(live);
+      leaders.append(rows.row(row));
+      if (live)
+        numbers.push_back(number);
     }
-    for (auto i : block_leaders)
-      leaders.append(q.row(i));
   }
   return out;
+}
+
+} // namespace
+
+leader_assignment assign_leaders(matrix_view rows, float threshold,
+                                 matrix_view initial, size_t block,
+                                 size_t chunk) {
+  assert(initial.rows == 0 || initial.dim == rows.dim);
+  return greedy(rows, threshold, initial, std::max<size_t>(block, 1),
+                std::max<size_t>(chunk, 1), recheck_margin(rows.dim));
 }
 
 kernel_counters counters() {

@@ -6,14 +6,26 @@
 // "first leader above the threshold" rule every phase uses, evaluated
 // exactly without ever building an n × n matrix.
 //
+// The greedy rule runs block by block: the rows of a block go against the
+// leaders before it in chunks of leader order, one sgemm per chunk, and a
+// row leaves the block's working set (a compacted copy of the rows still
+// looking) as soon as a chunk holds its leader, so later chunks' sgemm only
+// carries the rows that have not found one. The rows left after the last
+// chunk then follow the same rule among themselves, in row order: a few
+// (<= 128) with one sgemm of every pair, more in blocks of a quarter as
+// many, recursively. Work grows with how far down the leader order each row
+// finds its leader, not with the number of leaders.
+//
 // Exactness: a pair's cosine is `cosine` (a fixed order of operations,
 // double accumulation rounded to float), and every comparison is strict
 // against the threshold converted to float (`cos > float(threshold)`): a
-// pair whose cosine is exactly 0.92f does not pass 0.92. sgemm computes
-// every pair; its result decides alone only where it is clearly away from
-// the threshold, and a pair within the error margin of it is decided on
-// `cosine`. So no decision depends on how the rows were blocked, on the
-// shape of an sgemm call or on the CPU's sgemm kernel.
+// pair whose cosine is exactly 0.92f does not pass 0.92. sgemm's result
+// decides alone only where it is clearly away from the threshold, and a
+// pair within the error margin of it is decided on `cosine`. A row is
+// compared with every leader before its own, in order, until the first that
+// passes; skipping the pairs after it changes nothing. So no decision
+// depends on the block or chunk size, on the shape of an sgemm call or on
+// the CPU's sgemm kernel.
 //
 // Threads: OpenBLAS runs single-threaded here (callers run the kernel on
 // their own detached actor, so CPU-heavy phase work never takes the
@@ -115,16 +127,21 @@ struct leader_assignment {
 /// The greedy rule of every phase: visit `rows` in order; a row joins the
 /// first leader (in leader order) whose cosine with it is > `threshold`,
 /// otherwise it becomes a leader itself. `initial` leaders (may be empty)
-/// come before every new one. Computed in blocks of `block` rows with
-/// sgemm against the leaders so far; memory stays O(block × leaders).
-/// All-zero rows never join and always lead.
+/// come before every new one. Computed in blocks of `block` rows, each
+/// against the leaders before it in chunks of `chunk` leaders, a row
+/// leaving the sgemm calls once it has found its leader (see the top of
+/// this file); memory besides the leaders stays O(block × (chunk + dim)).
+/// The result does not depend on `block` or `chunk`. All-zero rows never
+/// join and always lead.
 [[nodiscard]] leader_assignment assign_leaders(matrix_view rows, float threshold,
                                                matrix_view initial = {},
-                                               size_t block = 512);
+                                               size_t block = 1024,
+                                               size_t chunk = 128);
 
 /// Floating-point work done by `dot_block` on the calling thread since its
-/// last `reset_counters` (2 · m · n · dim per call) and the time spent in
-/// it.
+/// last `reset_counters` (2 · m · n · dim per call; `assign_leaders` counts
+/// the products it computed, not the pairs it skipped) and the time spent
+/// in it.
 struct kernel_counters {
   double flops = 0;
   double seconds = 0;
