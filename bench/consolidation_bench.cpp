@@ -13,7 +13,10 @@
 //     rows/s over the whole import (HTTP, JSON parsing, COPY, commit). The
 //     bodies are built before the clock starts. Vectors carry the model
 //     "bench-384", not the daemon's embedder's, so merged memories keep their
-//     vectors and summaries get the normalised mean.
+//     vectors and summaries get the normalised mean. Also printed: the CPU
+//     seconds the import cost the bench process (daemon and HTTP client)
+//     and the PostgreSQL server. ENGRAM_BENCH_IMPORT_ONLY=1 stops each set
+//     after its import (and skips the kernel).
 //  2. A job (create_job_request, enqueue = false) run with run_job on the
 //     coordinator; then the job's metrics: per phase plan_ms, commit_ms
 //     (inside the transaction), the commit's round trip (the transaction's
@@ -41,6 +44,7 @@
 #include <immintrin.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -389,6 +393,10 @@ double num(const json::object& o, const char* key) {
 
 struct bench_env {
   caf::actor_system* sys = nullptr;
+  /// ENGRAM_BENCH_IMPORT_ONLY: each set stops after its import.
+  bool import_only = false;
+  /// The embedded server's postmaster (its CPU and its children's).
+  int postmaster_pid = 0;
   uint16_t port = 0;
   storage_actor storage;
   consolidation_actor coordinator;
@@ -398,6 +406,40 @@ struct bench_env {
   std::string db;
   std::string sql_before_job;
 };
+
+/// CPU seconds of process `pid` and of its live children (the server's
+/// backends and helpers); 0 when unknown.
+double tree_cpu_seconds(int pid) {
+  if (pid <= 0)
+    return 0;
+  auto ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator{"/proc"}) {
+    std::ifstream in{entry.path() / "stat"};
+    std::string stat;
+    if (!in || !std::getline(in, stat))
+      continue;
+    // Fields after the command (which may hold spaces): state ppid ...;
+    // utime and stime are fields 14 and 15.
+    auto close = stat.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest{stat.substr(close + 2)};
+    std::string state;
+    long ppid = 0;
+    rest >> state >> ppid;
+    int self = std::atoi(entry.path().filename().c_str());
+    if (self != pid && ppid != pid)
+      continue;
+    std::string skip;
+    for (int k = 0; k < 9; ++k)
+      rest >> skip;
+    double utime = 0, stime = 0;
+    rest >> utime >> stime;
+    total += (utime + stime) / ticks;
+  }
+  return total;
+}
 
 /// Imports `bodies` into `project` over HTTP; returns the wall seconds.
 double import_bodies(const bench_env& env, const std::string& project,
@@ -471,7 +513,11 @@ void run_set(const bench_env& env, const set_spec& spec) {
 
   // The import.
   std::printf("load before import: %s\n", load_average().c_str());
+  auto import_cpu0 = process_cpu_seconds();
+  auto import_pg0 = tree_cpu_seconds(env.postmaster_pid);
   auto import_s = import_bodies(env, project, bodies);
+  auto import_cpu = process_cpu_seconds() - import_cpu0;
+  auto import_pg = tree_cpu_seconds(env.postmaster_pid) - import_pg0;
   auto rows_per_s = static_cast<double>(spec.count) / import_s;
   std::printf("import: %zu NDJSON requests (%.0f MB, <= %zu rows and 15 MiB "
               "each, %zu connections) in %.2f s: %s rows/s  [target >= "
@@ -479,8 +525,13 @@ void run_set(const bench_env& env, const set_spec& spec) {
               bodies.size(), static_cast<double>(bytes) / 1e6,
               max_rows_per_body, env.connections, import_s,
               thousands(rows_per_s).c_str(), verdict(rows_per_s >= 50000));
+  std::printf("  import CPU: bench process %.2f s (daemon and HTTP client), "
+              "PostgreSQL %.2f s; load after import: %s\n",
+              import_cpu, import_pg, load_average().c_str());
   bodies.clear();
   bodies.shrink_to_fit();
+  if (env.import_only)
+    return;
 
   if (!env.sql_before_job.empty()) {
     pqxx::connection c{env.db};
@@ -840,6 +891,21 @@ int main() {
   env.sql_before_job = env_or("ENGRAM_BENCH_SQL_BEFORE_JOB", "");
   env.connections = static_cast<size_t>(
     std::stoul(env_or("ENGRAM_BENCH_IMPORT_CONNECTIONS", "2")));
+  env.import_only = env_or("ENGRAM_BENCH_IMPORT_ONLY", "") == "1";
+  {
+    pqxx::connection c{db};
+    pqxx::nontransaction tx{c};
+    auto backend = tx.exec1("SELECT pg_backend_pid()")[0].as<int>();
+    std::ifstream in{"/proc/" + std::to_string(backend) + "/stat"};
+    std::string stat;
+    std::getline(in, stat);
+    auto close = stat.rfind(')');
+    if (close != std::string::npos) {
+      std::istringstream rest{stat.substr(close + 2)};
+      std::string state;
+      rest >> state >> env.postmaster_pid;
+    }
+  }
 
   int status = 0;
   try {
@@ -850,7 +916,7 @@ int main() {
     for (const auto& s : sets)
       if (wants(s.name))
         run_set(env, s);
-    if (wants("kernel"))
+    if (wants("kernel") && !env.import_only)
       run_kernel(peak.best);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench failed: %s\n", e.what());

@@ -6,7 +6,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -114,11 +113,13 @@ bool is_status(const std::string& x) {
   return one_of(x, {"active", "superseded", "archived"});
 }
 
-/// Whether `v` is JSON null (consumed then); throws for malformed tokens.
-bool null_value(simdjson::ondemand::value& v, const std::string& name) {
+/// Whether `v` is JSON null (consumed then); throws for malformed tokens,
+/// naming field `key`.
+bool null_value(simdjson::ondemand::value& v, const json_fields& fields,
+                std::string_view key) {
   bool result = false;
   if (v.is_null().get(result))
-    throw body_error{"malformed JSON at " + name};
+    throw body_error{"malformed JSON at " + fields.name(key)};
   return result;
 }
 
@@ -149,36 +150,40 @@ int64_t time_value(json_fields& fields, simdjson::ondemand::value v,
   return to_epoch_us(wall_time{*t}) + fraction_us;
 }
 
-std::vector<float> embedding_value(json_fields& fields,
-                                   simdjson::ondemand::value v,
-                                   const std::string& key) {
+/// Reads the embedding `v` into `out` (emptied first; its capacity is kept,
+/// so a caller that reads many rows can hand in a vector of the expected
+/// dimension). Numbers are read straight into floats: no value or name is
+/// built per element, only when one is refused.
+void embedding_value(json_fields& fields, simdjson::ondemand::value v,
+                     const std::string& key, std::vector<float>& out) {
   simdjson::ondemand::array arr;
   if (v.get_array().get(arr))
     throw body_error{fields.name(key) + " must be an array of numbers"};
-  std::vector<float> result;
+  out.clear();
+  auto at = [&] {
+    return fields.name(key) + "[" + std::to_string(out.size()) + "]";
+  };
   for (auto element : arr) {
-    auto at = fields.name(key) + "[" + std::to_string(result.size()) + "]";
     simdjson::ondemand::value x;
     double d = 0;
-    if (element.get(x))
-      throw body_error{"malformed JSON at " + at};
-    json_type type;
-    if (x.type().get(type) || type != json_type::number || x.get_double().get(d))
-      throw body_error{at + " must be a number"};
+    if (element.get(x)) [[unlikely]]
+      throw body_error{"malformed JSON at " + at()};
+    // get_double refuses anything but a number (a string, null, ...).
+    if (x.get_double().get(d)) [[unlikely]]
+      throw body_error{at() + " must be a number"};
     auto f = static_cast<float>(d);
-    if (!std::isfinite(f))
-      throw body_error{at + " must be a finite number (float32)"};
-    if (result.size() == max_embedding_dimension)
+    if (!std::isfinite(f)) [[unlikely]]
+      throw body_error{at() + " must be a finite number (float32)"};
+    if (out.size() == max_embedding_dimension) [[unlikely]]
       throw body_error{fields.name(key) + " has more than "
                        + std::to_string(max_embedding_dimension)
                        + " dimensions"};
-    result.push_back(f);
+    out.push_back(f);
   }
-  if (result.empty())
+  if (out.empty())
     throw body_error{fields.name(key)
                      + " must not be empty (leave it out or send null for "
                        "none)"};
-  return result;
 }
 
 constexpr auto memory_fields
@@ -186,93 +191,148 @@ constexpr auto memory_fields
     "access_count, created_at, last_accessed_at, expires_at, metadata, "
     "content, embedding, embedding_model";
 
-/// Reads memory object number `index` of an import.
-memories::memory_row read_memory(simdjson::ondemand::object obj, size_t index) {
+/// The fields of a memory object, by bit.
+enum class memory_field : uint32_t {
+  id, agent_id, type, tier, status, source_type, importance, pinned,
+  access_count, created_at, last_accessed_at, expires_at, metadata, content,
+  embedding, embedding_model, unknown
+};
+
+memory_field memory_field_of(std::string_view key) {
+  static constexpr std::pair<std::string_view, memory_field> names[] = {
+    {"id", memory_field::id},
+    {"agent_id", memory_field::agent_id},
+    {"type", memory_field::type},
+    {"tier", memory_field::tier},
+    {"status", memory_field::status},
+    {"source_type", memory_field::source_type},
+    {"importance", memory_field::importance},
+    {"pinned", memory_field::pinned},
+    {"access_count", memory_field::access_count},
+    {"created_at", memory_field::created_at},
+    {"last_accessed_at", memory_field::last_accessed_at},
+    {"expires_at", memory_field::expires_at},
+    {"metadata", memory_field::metadata},
+    {"content", memory_field::content},
+    {"embedding", memory_field::embedding},
+    {"embedding_model", memory_field::embedding_model},
+  };
+  for (const auto& [name, f] : names)
+    if (name == key)
+      return f;
+  return memory_field::unknown;
+}
+
+/// Reads memory object number `index` of an import into `r` (a fresh
+/// row, whose embedding may have capacity reserved). Field names are built
+/// only for a refusal.
+void read_memory(simdjson::ondemand::object obj, size_t index,
+                 memories::memory_row& r) {
   json_fields fields{obj, "memories[" + std::to_string(index) + "]."};
-  memories::memory_row r;
-  std::set<std::string> seen;
-  bool has_type = false;
-  bool has_content = false;
+  uint32_t seen = 0;
   fields.each([&](const std::string& key, simdjson::ondemand::value v) {
-    if (!seen.insert(key).second)
-      throw body_error{"field " + fields.name(key) + " appears twice"};
-    auto name = fields.name(key);
-    if (key == "content") {
-      r.content = fields.text(v, key);
-      if (r.content.empty())
-        throw body_error{name + " must not be empty"};
-      if (r.content.size() > max_memory_content_bytes)
-        throw body_error{name + " is longer than "
-                         + std::to_string(max_memory_content_bytes)
-                         + " bytes"};
-      // PostgreSQL text cannot hold NUL.
-      if (r.content.find('\0') != std::string::npos)
-        throw body_error{name + " must not contain NUL (\\u0000)"};
-      has_content = true;
-    } else if (key == "type") {
-      r.type = fields.text(v, key);
-      if (!is_type(r.type))
-        throw body_error{name + " must be " + types_text + ", got '"
-                         + r.type.substr(0, 64) + "'"};
-      has_type = true;
-    } else if (key == "id") {
-      if (!null_value(v, name))
-        r.id = uuid_of(fields.text(v, key), name);
-    } else if (key == "agent_id") {
-      if (!null_value(v, name))
-        r.agent_id = uuid_of(fields.text(v, key), name);
-    } else if (key == "tier") {
-      r.tier = fields.text(v, key);
-      if (!is_tier(r.tier))
-        throw body_error{name + " must be " + tiers_text + ", got '"
-                         + r.tier.substr(0, 64) + "'"};
-    } else if (key == "status") {
-      r.status = fields.text(v, key);
-      if (!is_status(r.status))
-        throw body_error{name + " must be " + statuses_text + ", got '"
-                         + r.status.substr(0, 64) + "'"};
-    } else if (key == "source_type") {
-      r.source_type = fields.text(v, key);
-      if (r.source_type.empty() || r.source_type.size() > 255)
-        throw body_error{name + " must be 1 to 255 bytes"};
-    } else if (key == "importance") {
-      r.importance = static_cast<int32_t>(fields.integer(v, key, 1, 10));
-    } else if (key == "pinned") {
-      r.pinned = fields.boolean(v, key);
-    } else if (key == "access_count") {
-      r.access_count = static_cast<int32_t>(
-        fields.integer(v, key, 0, std::numeric_limits<int32_t>::max()));
-    } else if (key == "created_at") {
-      r.created_at_us = time_value(fields, v, key);
-    } else if (key == "last_accessed_at") {
-      if (!null_value(v, name))
-        r.last_accessed_at_us = time_value(fields, v, key);
-    } else if (key == "expires_at") {
-      if (!null_value(v, name))
-        r.expires_at_us = time_value(fields, v, key);
-    } else if (key == "metadata") {
-      r.metadata_json = null_value(v, name) ? std::string{"{}"}
-                                            : fields.raw(v, key, true);
-      // jsonb refuses the escaped NUL.
-      if (r.metadata_json.find("\\u0000") != std::string::npos)
-        throw body_error{name + " must not contain \\u0000"};
-    } else if (key == "embedding") {
-      if (!null_value(v, name))
-        r.embedding = embedding_value(fields, v, key);
-    } else if (key == "embedding_model") {
-      if (!null_value(v, name)) {
-        r.embedding_model = fields.text(v, key);
-        if (r.embedding_model.empty() || r.embedding_model.size() > 255)
-          throw body_error{name + " must be 1 to 255 bytes"};
-      }
-    } else {
-      throw body_error{"unknown field " + name + " (accepted: "
+    auto which = memory_field_of(key);
+    if (which == memory_field::unknown)
+      throw body_error{"unknown field " + fields.name(key) + " (accepted: "
                        + std::string{memory_fields} + ")"};
+    auto bit = uint32_t{1} << static_cast<uint32_t>(which);
+    if ((seen & bit) != 0)
+      throw body_error{"field " + fields.name(key) + " appears twice"};
+    seen |= bit;
+    switch (which) {
+      case memory_field::content:
+        r.content = fields.text(v, key);
+        if (r.content.empty())
+          throw body_error{fields.name(key) + " must not be empty"};
+        if (r.content.size() > max_memory_content_bytes)
+          throw body_error{fields.name(key) + " is longer than "
+                           + std::to_string(max_memory_content_bytes)
+                           + " bytes"};
+        // PostgreSQL text cannot hold NUL.
+        if (r.content.find('\0') != std::string::npos)
+          throw body_error{fields.name(key) + " must not contain NUL (\\u0000)"};
+        break;
+      case memory_field::type:
+        r.type = fields.text(v, key);
+        if (!is_type(r.type))
+          throw body_error{fields.name(key) + " must be " + types_text
+                           + ", got '" + r.type.substr(0, 64) + "'"};
+        break;
+      case memory_field::id:
+        if (!null_value(v, fields, key))
+          r.id = uuid_of(fields.text(v, key), fields.name(key));
+        break;
+      case memory_field::agent_id:
+        if (!null_value(v, fields, key))
+          r.agent_id = uuid_of(fields.text(v, key), fields.name(key));
+        break;
+      case memory_field::tier:
+        r.tier = fields.text(v, key);
+        if (!is_tier(r.tier))
+          throw body_error{fields.name(key) + " must be " + tiers_text
+                           + ", got '" + r.tier.substr(0, 64) + "'"};
+        break;
+      case memory_field::status:
+        r.status = fields.text(v, key);
+        if (!is_status(r.status))
+          throw body_error{fields.name(key) + " must be " + statuses_text
+                           + ", got '" + r.status.substr(0, 64) + "'"};
+        break;
+      case memory_field::source_type:
+        r.source_type = fields.text(v, key);
+        if (r.source_type.empty() || r.source_type.size() > 255)
+          throw body_error{fields.name(key) + " must be 1 to 255 bytes"};
+        break;
+      case memory_field::importance:
+        r.importance = static_cast<int32_t>(fields.integer(v, key, 1, 10));
+        break;
+      case memory_field::pinned:
+        r.pinned = fields.boolean(v, key);
+        break;
+      case memory_field::access_count:
+        r.access_count = static_cast<int32_t>(
+          fields.integer(v, key, 0, std::numeric_limits<int32_t>::max()));
+        break;
+      case memory_field::created_at:
+        r.created_at_us = time_value(fields, v, key);
+        break;
+      case memory_field::last_accessed_at:
+        if (!null_value(v, fields, key))
+          r.last_accessed_at_us = time_value(fields, v, key);
+        break;
+      case memory_field::expires_at:
+        if (!null_value(v, fields, key))
+          r.expires_at_us = time_value(fields, v, key);
+        break;
+      case memory_field::metadata:
+        r.metadata_json = null_value(v, fields, key)
+                            ? std::string{"{}"}
+                            : fields.raw(v, key, true);
+        // jsonb refuses the escaped NUL.
+        if (r.metadata_json.find("\\u0000") != std::string::npos)
+          throw body_error{fields.name(key) + " must not contain \\u0000"};
+        break;
+      case memory_field::embedding:
+        if (!null_value(v, fields, key))
+          embedding_value(fields, v, key, r.embedding);
+        break;
+      case memory_field::embedding_model:
+        if (!null_value(v, fields, key)) {
+          r.embedding_model = fields.text(v, key);
+          if (r.embedding_model.empty() || r.embedding_model.size() > 255)
+            throw body_error{fields.name(key) + " must be 1 to 255 bytes"};
+        }
+        break;
+      case memory_field::unknown:
+        break;
     }
   });
-  if (!has_content)
+  auto has = [&](memory_field f) {
+    return (seen & (uint32_t{1} << static_cast<uint32_t>(f))) != 0;
+  };
+  if (!has(memory_field::content))
     throw body_error{fields.name("content") + " is required"};
-  if (!has_type)
+  if (!has(memory_field::type))
     throw body_error{fields.name("type") + " is required"};
   if (!r.embedding.empty() && r.embedding_model.empty())
     throw body_error{fields.name("embedding_model")
@@ -280,7 +340,6 @@ memories::memory_row read_memory(simdjson::ondemand::object obj, size_t index) {
   if (r.embedding.empty() && !r.embedding_model.empty())
     throw body_error{fields.name("embedding_model")
                      + " is given without an embedding"};
-  return r;
 }
 
 void count_row(const std::vector<memories::memory_row>& rows) {
@@ -290,17 +349,34 @@ void count_row(const std::vector<memories::memory_row>& rows) {
                             + " memories; split it into several requests"};
 }
 
-/// The object at the start of `doc`, or body_error naming `what`.
+/// Reads the next memory of an import into a new last row of `rows`; its
+/// embedding gets the capacity of the previous row's, so most rows
+/// allocate their vector once.
+void append_memory(simdjson::ondemand::object obj,
+                   std::vector<memories::memory_row>& rows) {
+  size_t dimension = rows.empty() ? 0 : rows.back().embedding.size();
+  auto index = rows.size();
+  auto& r = rows.emplace_back();
+  r.embedding.reserve(dimension);
+  read_memory(obj, index, r);
+}
+
+/// "memories[<index>]".
+std::string row_name(size_t index) {
+  return "memories[" + std::to_string(index) + "]";
+}
+
+/// The object `v`, or body_error naming row `index`.
 simdjson::ondemand::object object_of(simdjson::ondemand::value v,
-                                     const std::string& what) {
+                                     size_t index) {
   json_type type;
   if (v.type().get(type))
-    throw body_error{what + " is not valid JSON"};
+    throw body_error{row_name(index) + " is not valid JSON"};
   if (type != json_type::object)
-    throw body_error{what + " must be a memory object"};
+    throw body_error{row_name(index) + " must be a memory object"};
   simdjson::ondemand::object obj;
   if (v.get_object().get(obj))
-    throw body_error{what + " is not valid JSON"};
+    throw body_error{row_name(index) + " is not valid JSON"};
   return obj;
 }
 
@@ -323,11 +399,10 @@ read_array(const simdjson::padded_string& body) {
       throw body_error{"the request body is not valid JSON"};
     for (auto element : arr) {
       count_row(rows);
-      auto what = "memories[" + std::to_string(rows.size()) + "]";
       simdjson::ondemand::value v;
       if (element.get(v))
-        throw body_error{what + " is not valid JSON"};
-      rows.push_back(read_memory(object_of(v, what), rows.size()));
+        throw body_error{row_name(rows.size()) + " is not valid JSON"};
+      append_memory(object_of(v, rows.size()), rows);
     }
   } catch (const simdjson::simdjson_error& e) {
     throw body_error{std::string{"the request body is not valid JSON: "}
@@ -340,11 +415,13 @@ read_array(const simdjson::padded_string& body) {
 }
 
 /// Memories of an NDJSON body: one object per line; blank lines are
-/// skipped and do not count as rows.
-std::vector<memories::memory_row>
-read_ndjson(const simdjson::padded_string& body) {
+/// skipped and do not count as rows. The lines are parsed where they lie
+/// in the body (the bytes after a line are the padding simdjson reads
+/// past its end); only a line too close to the body's end is copied.
+std::vector<memories::memory_row> read_ndjson(std::string_view body) {
   std::vector<memories::memory_row> rows;
   simdjson::ondemand::parser parser;
+  simdjson::padded_string last_line;
   const char* data = body.data();
   size_t size = body.size();
   size_t pos = 0;
@@ -362,44 +439,49 @@ read_ndjson(const simdjson::padded_string& body) {
     if (first == end)
       continue;
     count_row(rows);
-    auto what = "memories[" + std::to_string(rows.size()) + "] (line "
-                + std::to_string(line_number) + ")";
-    // The line lies inside the padded body, so the padding simdjson reads
-    // past its end is there.
-    simdjson::padded_string_view line{data + start, end - start,
-                                      size - start + simdjson::SIMDJSON_PADDING};
+    auto index = rows.size();
+    auto what = [&] {
+      return row_name(index) + " (line " + std::to_string(line_number) + ")";
+    };
+    simdjson::padded_string_view line;
+    if (end + simdjson::SIMDJSON_PADDING <= size) {
+      line = simdjson::padded_string_view{data + start, end - start,
+                                          size - start};
+    } else {
+      last_line = simdjson::padded_string{data + start, end - start};
+      line = last_line;
+    }
     simdjson::ondemand::document doc;
     if (parser.iterate(line).get(doc))
-      throw body_error{what + " is not valid JSON"};
+      throw body_error{what() + " is not valid JSON"};
     try {
       json_type type;
       if (doc.type().get(type))
-        throw body_error{what + " is not valid JSON"};
+        throw body_error{what() + " is not valid JSON"};
       if (type != json_type::object)
-        throw body_error{what + " must be a memory object"};
+        throw body_error{what() + " must be a memory object"};
       simdjson::ondemand::object obj;
       if (doc.get_object().get(obj))
-        throw body_error{what + " is not valid JSON"};
-      rows.push_back(read_memory(obj, rows.size()));
+        throw body_error{what() + " is not valid JSON"};
+      append_memory(obj, rows);
     } catch (const simdjson::simdjson_error& e) {
-      throw body_error{what + " is not valid JSON: " + e.what()};
+      throw body_error{what() + " is not valid JSON: " + e.what()};
     }
     const char* rest = nullptr;
     if (!doc.current_location().get(rest))
-      throw body_error{"unexpected content after " + what
+      throw body_error{"unexpected content after " + what()
                        + " (one memory object per line)"};
   }
   return rows;
 }
 
-bool is_ndjson(const request& req, const simdjson::padded_string& body) {
+bool is_ndjson(const request& req, std::string_view text) {
   auto type = std::string{req[boost::beast::http::field::content_type]};
   std::transform(type.begin(), type.end(), type.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   if (type.find("ndjson") != std::string::npos
       || type.find("jsonl") != std::string::npos)
     return true;
-  std::string_view text{body.data(), body.size()};
   auto first = text.find_first_not_of(" \t\r\n");
   return first == std::string_view::npos || text[first] != '[';
 }
@@ -433,8 +515,10 @@ void check_rows(const std::vector<memories::memory_row>& rows) {
 }
 
 std::vector<memories::memory_row> read_import(const request& req) {
-  auto body = padded_body(req);
-  auto rows = is_ndjson(req, body) ? read_ndjson(body) : read_array(body);
+  if (req.body().empty())
+    (void) padded_body(req); // refuses the empty body
+  auto rows = is_ndjson(req, req.body()) ? read_ndjson(req.body())
+                                         : read_array(padded_body(req));
   if (rows.empty())
     throw body_error{"the import holds no memories"};
   check_rows(rows);
