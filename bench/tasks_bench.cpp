@@ -35,6 +35,7 @@
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
 #include "storage/storage_actors.hpp"
+#include "storage/task_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
 
 using namespace engram;
@@ -187,6 +188,9 @@ int main() {
   opts.queue_defaults.max_claim_batch = 1024;
   opts.spawn_storage = [storage](caf::actor_system& sys) {
     return spawn_storage_worker(sys, storage);
+  };
+  opts.spawn_task_store = [storage](caf::actor_system& sys) {
+    return spawn_task_store(sys, storage);
   };
   opts.spawn_listener = [storage](caf::actor_system& sys,
                                   notification_callback cb) {

@@ -455,6 +455,19 @@ typename Inspector::result_type inspect(Inspector& f, queue_stats& x) {
 
 namespace engram {
 
+/// A TASK STORE: the connection a queue claims, renews and acknowledges
+/// on (the task messages of storage_actor, so a storage worker serves as
+/// one too).
+using task_store_actor = caf::typed_actor<
+  // Claims due tasks of a queue under fresh leases.
+  caf::replies_to<tasks::claim_tasks>::with<std::vector<tasks::claimed_task>>,
+  // Records finished attempts (and their followups), optionally claiming.
+  caf::replies_to<tasks::complete_tasks>::with<tasks::completion_result>,
+  // Extends leases; reports lost ones and cancel requests.
+  caf::replies_to<tasks::renew_leases>::with<tasks::renewal_result>,
+  // Hands claimed tasks back without counting the attempt.
+  caf::replies_to<tasks::release_tasks>::with<int64_t>>;
+
 /// A WORKER SLOT: runs one attempt at a time on its own thread.
 using task_slot_actor = caf::typed_actor<
   caf::replies_to<tasks::run_attempt>::with<tasks::attempt_result>>;

@@ -17,6 +17,24 @@ constexpr auto claimed_columns
   = "t.id, name, queue, args::text, attempts, max_retries, soft_time_limit_ms, "
     "time_limit_ms, lease_token::text, engram.to_us(lease_until)";
 
+/// A claimed task from claimed_columns starting at column `first` (due_us
+/// is left to the caller).
+tasks::claimed_task claimed_from(const pqxx::row& row, int first) {
+  tasks::claimed_task t;
+  t.id = row[first].as<int64_t>();
+  t.name = row[first + 1].as<std::string>();
+  t.queue = row[first + 2].as<std::string>();
+  t.args_json = row[first + 3].as<std::string>();
+  t.attempts = row[first + 4].as<int32_t>();
+  t.max_retries = row[first + 5].as<int32_t>();
+  t.soft_time_limit_ms = row[first + 6].as<int64_t>();
+  t.time_limit_ms = row[first + 7].as<int64_t>();
+  t.lease_token = row[first + 8].as<std::string>();
+  t.lease_until = caf::timestamp{
+    std::chrono::microseconds{row[first + 9].as<int64_t>()}};
+  return t;
+}
+
 /// Columns of task_info, in order.
 constexpr auto info_columns
   = "id, name, queue, args::text, status, priority, attempts, max_retries, "
@@ -108,14 +126,16 @@ bool apply_failure(pqxx::transaction_base& tx, const tasks::task_outcome& o,
   return !rows.empty();
 }
 
-/// Lets the transaction commit without waiting for its WAL flush. Only for
-/// claims and lease renewals: losing one in a server crash can only make a
-/// task run again, which at-least-once delivery allows anyway, and the next
-/// synchronous commit (the attempt's completion) flushes it. Enqueues and
-/// completions stay synchronous.
-void relax_commit(pqxx::transaction_base& tx) {
-  tx.exec0("SET LOCAL synchronous_commit TO off");
-}
+/// A CTE that lets the transaction commit without waiting for its WAL
+/// flush (SET LOCAL inside the statement, so it costs no round trip of its
+/// own); a statement that uses it joins `relaxed`. Only for claims and lease
+/// renewals: losing one in a server crash can only make a task run again,
+/// which at-least-once delivery allows anyway, and the next synchronous
+/// commit (the attempt's completion) flushes it. Enqueues and completions
+/// stay synchronous.
+constexpr auto relaxed_commit
+  = "relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', "
+    "'off', true)) ";
 
 } // namespace
 
@@ -218,47 +238,63 @@ tasks::enqueue_result enqueue_task(pqxx::transaction_base& tx,
 
 namespace {
 
+std::vector<tasks::claimed_task> claimed_in_order(const pqxx::result& rows,
+                                                  int first);
+
+/// The claim statement; `relaxed` commits it without waiting for the WAL
+/// flush (see relaxed_commit).
+std::string claim_sql(bool relaxed) {
+  std::string with = relaxed ? std::string{"WITH "} + relaxed_commit + ", "
+                             : std::string{"WITH "};
+  return with
+         + "picked AS (SELECT id FROM engram.tasks "
+           "  WHERE status = 'queued' AND queue = $1 "
+           "  AND run_at <= engram.from_us($5) "
+           "  ORDER BY priority DESC, run_at, id LIMIT $4 "
+           "  FOR UPDATE SKIP LOCKED) "
+           "UPDATE engram.tasks t SET status = 'running', "
+           "  attempts = attempts + 1, locked_by = $2, "
+           "  lease_token = gen_random_uuid(), "
+           "  lease_until = engram.from_us($5) "
+           "    + $3 * interval '1 millisecond', "
+           "  cancel_requested = false, "
+           "  started_at = engram.from_us($5), "
+           "  updated_at = engram.from_us($5) "
+         + (relaxed ? "FROM picked, relaxed " : "FROM picked ")
+         + "WHERE t.id = picked.id "
+           "RETURNING t.priority, engram.to_us(t.run_at), "
+         + claimed_columns;
+}
+
 std::vector<tasks::claimed_task>
 claim_rows(pqxx::transaction_base& tx, const std::string& queue,
            const std::string& worker, int64_t limit,
-           std::chrono::milliseconds lease, wall_time now) {
-  auto rows = run_prepared(tx, "engram_claim",
-    std::string{"WITH picked AS (SELECT id FROM engram.tasks "
-                "  WHERE status = 'queued' AND queue = $1 "
-                "  AND run_at <= engram.from_us($5) "
-                "  ORDER BY priority DESC, run_at, id LIMIT $4 "
-                "  FOR UPDATE SKIP LOCKED) "
-                "UPDATE engram.tasks t SET status = 'running', "
-                "  attempts = attempts + 1, locked_by = $2, "
-                "  lease_token = gen_random_uuid(), "
-                "  lease_until = engram.from_us($5) "
-                "    + $3 * interval '1 millisecond', "
-                "  cancel_requested = false, "
-                "  started_at = engram.from_us($5), "
-                "  updated_at = engram.from_us($5) "
-                "FROM picked WHERE t.id = picked.id "
-                "RETURNING t.priority, engram.to_us(t.run_at), "}
-      + claimed_columns,
+           std::chrono::milliseconds lease, wall_time now, bool relaxed) {
+  // The relaxed variant's set_config runs whenever a row is claimed (it is
+  // joined to every claimed row); a claim that takes nothing writes
+  // nothing to flush.
+  static const std::string plain_sql = claim_sql(false);
+  static const std::string relaxed_sql = claim_sql(true);
+  auto rows = run_prepared(tx, relaxed ? "engram_claim_relaxed" : "engram_claim",
+    relaxed ? relaxed_sql : plain_sql,
     queue, worker, lease.count(), limit, to_epoch_us(now));
+  return claimed_in_order(rows, 0);
+}
+
+/// The claimed tasks of claim rows (priority, run_at, then claimed_columns,
+/// from column `first` on; rows whose id is NULL are skipped), in claim
+/// order: RETURNING has no defined order.
+std::vector<tasks::claimed_task> claimed_in_order(const pqxx::result& rows,
+                                                  int first) {
   std::vector<std::tuple<int32_t, int64_t, tasks::claimed_task>> claimed;
   claimed.reserve(rows.size());
   for (const auto& row : rows) {
-    tasks::claimed_task t;
-    t.id = row[2].as<int64_t>();
-    t.name = row[3].as<std::string>();
-    t.queue = row[4].as<std::string>();
-    t.args_json = row[5].as<std::string>();
-    t.attempts = row[6].as<int32_t>();
-    t.max_retries = row[7].as<int32_t>();
-    t.soft_time_limit_ms = row[8].as<int64_t>();
-    t.time_limit_ms = row[9].as<int64_t>();
-    t.lease_token = row[10].as<std::string>();
-    t.lease_until = caf::timestamp{std::chrono::microseconds{row[11].as<int64_t>()}};
-    t.due_us = row[1].as<int64_t>();
-    claimed.emplace_back(row[0].as<int32_t>(), row[1].as<int64_t>(),
-                         std::move(t));
+    if (row[first + 2].is_null())
+      continue;
+    auto t = claimed_from(row, first + 2);
+    t.due_us = row[first + 1].as<int64_t>();
+    claimed.emplace_back(row[first].as<int32_t>(), t.due_us, std::move(t));
   }
-  // RETURNING has no defined order: restore the claim order.
   std::vector<tasks::claimed_task> result;
   result.reserve(claimed.size());
   std::sort(claimed.begin(), claimed.end(), [](auto& a, auto& b) {
@@ -279,8 +315,7 @@ std::vector<tasks::claimed_task>
 claim_tasks(pqxx::transaction_base& tx, const std::string& queue,
             const std::string& worker, int64_t limit,
             std::chrono::milliseconds lease, wall_time now) {
-  relax_commit(tx);
-  return claim_rows(tx, queue, worker, limit, lease, now);
+  return claim_rows(tx, queue, worker, limit, lease, now, true);
 }
 
 tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
@@ -290,12 +325,13 @@ tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
   tasks::renewal_result result;
   if (leases.empty())
     return result;
-  relax_commit(tx);
   auto rows = run_prepared(tx, "engram_renew",
-    "UPDATE engram.tasks t "
-    "SET lease_until = engram.from_us($3) + $2 * interval '1 millisecond', "
-    "  updated_at = engram.from_us($3) "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token uuid) "
+    std::string{"WITH "} + relaxed_commit
+      + "UPDATE engram.tasks t "
+        "SET lease_until = engram.from_us($3) + $2 * interval '1 millisecond', "
+        "  updated_at = engram.from_us($3) "
+        "FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, token uuid), "
+        "  relaxed "
     "WHERE t.id = x.id AND t.lease_token = x.token AND t.status = 'running' "
     "RETURNING t.id, t.cancel_requested",
     leases_json(leases), lease.count(), to_epoch_us(now));
@@ -314,6 +350,11 @@ tasks::renewal_result renew_leases(pqxx::transaction_base& tx,
 }
 
 namespace {
+
+/// Whether a followup is due at `now`.
+bool due_now(const tasks::enqueue_request& f, int64_t now_us) {
+  return f.delay_ms <= 0 && (f.run_at_us == 0 || f.run_at_us <= now_us);
+}
 
 /// Inserts `req` as running under a fresh lease of `claim.worker` (its
 /// first attempt started now); nothing when its unique key is taken.
@@ -341,18 +382,7 @@ insert_claimed(pqxx::transaction_base& tx, const tasks::enqueue_request& req,
     req.time_limit_ms, claim.worker, claim.lease_ms);
   if (rows.empty())
     return std::nullopt;
-  const auto& row = rows[0];
-  tasks::claimed_task t;
-  t.id = row[0].as<int64_t>();
-  t.name = row[1].as<std::string>();
-  t.queue = row[2].as<std::string>();
-  t.args_json = row[3].as<std::string>();
-  t.attempts = row[4].as<int32_t>();
-  t.max_retries = row[5].as<int32_t>();
-  t.soft_time_limit_ms = row[6].as<int64_t>();
-  t.time_limit_ms = row[7].as<int64_t>();
-  t.lease_token = row[8].as<std::string>();
-  t.lease_until = caf::timestamp{std::chrono::microseconds{row[9].as<int64_t>()}};
+  auto t = claimed_from(rows[0], 0);
   t.due_us = to_epoch_us(now);
   return t;
 }
@@ -424,8 +454,7 @@ complete_quietly(pqxx::transaction_base& tx,
   // are enqueued as usual.
   std::vector<tasks::enqueue_request> rest;
   for (auto& f : followups) {
-    bool due = f.delay_ms <= 0 && (f.run_at_us == 0 || f.run_at_us <= now_us);
-    if (f.queue == claim->queue && due
+    if (f.queue == claim->queue && due_now(f, now_us)
         && static_cast<int64_t>(result.claimed.size()) < claim->limit) {
       if (auto t = insert_claimed(tx, f, *claim, now))
         result.claimed.push_back(std::move(*t));
@@ -439,6 +468,115 @@ complete_quietly(pqxx::transaction_base& tx,
   return result;
 }
 
+
+/// Columns a claim's RETURNING names (claimed_columns with unique names, so
+/// a CTE can return them).
+constexpr auto claimed_returning
+  = "t.priority, engram.to_us(t.run_at) AS due_us, t.id, t.name, t.queue, "
+    "t.args::text AS args, t.attempts, t.max_retries, t.soft_time_limit_ms, "
+    "t.time_limit_ms, t.lease_token::text AS lease_token, "
+    "engram.to_us(t.lease_until) AS lease_until_us";
+
+/// The success of one attempt that has no followups, and the claim, as one
+/// statement (see complete_and_claim).
+tasks::completion_result succeed_and_claim(pqxx::transaction_base& tx,
+                                           const tasks::task_outcome& o,
+                                           const tasks::claim_tasks& claim,
+                                           int64_t now_us) {
+  static const std::string sql = std::string{
+    "WITH done AS (UPDATE engram.tasks SET status = 'succeeded', "
+    "  result = $3::jsonb, finished_at = engram.from_us($4), "
+    "  updated_at = engram.from_us($4), "
+    "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
+    "  WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
+    "  RETURNING id), "
+    "picked AS (SELECT id FROM engram.tasks "
+    "  WHERE status = 'queued' AND queue = $5 "
+    "  AND run_at <= engram.from_us($4) "
+    "  ORDER BY priority DESC, run_at, id LIMIT $7 "
+    "  FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE engram.tasks t SET status = 'running', "
+    "  attempts = attempts + 1, locked_by = $6, "
+    "  lease_token = gen_random_uuid(), "
+    "  lease_until = engram.from_us($4) + $8 * interval '1 millisecond', "
+    "  cancel_requested = false, started_at = engram.from_us($4), "
+    "  updated_at = engram.from_us($4) "
+    "  FROM picked WHERE t.id = picked.id RETURNING "}
+    + claimed_returning
+    + "), "
+      // A full claim may leave due tasks behind: wake the other nodes.
+      "woken AS (SELECT pg_notify('engram_tasks', $5) "
+      "  WHERE $7 > 0 AND (SELECT count(*) FROM claimed) = $7) "
+      "SELECT (SELECT count(*) FROM done), (SELECT count(*) FROM woken), c.* "
+      "FROM (VALUES (1)) AS one (x) LEFT JOIN claimed c ON true";
+  auto rows = run_prepared(tx, "engram_succeed_and_claim", sql, o.id,
+                           o.lease_token,
+                           o.result_json.empty() ? std::string{"null"}
+                                                 : o.result_json,
+                           now_us, claim.queue, claim.worker,
+                           std::max<int64_t>(claim.limit, 0), claim.lease_ms);
+  tasks::completion_result result;
+  result.accepted = rows[0][0].as<int64_t>();
+  if (result.accepted == 0)
+    result.refused.push_back(o.id);
+  result.claimed = claimed_in_order(rows, 2);
+  return result;
+}
+
+/// The success of one attempt and its followup, inserted already claimed
+/// by the claiming worker, as one statement (see complete_and_claim). When
+/// the outcome was refused or the followup's unique key was taken, the
+/// claim runs as a statement of its own.
+tasks::completion_result succeed_with_claimed_followup(
+  pqxx::transaction_base& tx, const tasks::task_outcome& o,
+  const tasks::claim_tasks& claim, wall_time now) {
+  static const std::string sql = std::string{
+    "WITH done AS (UPDATE engram.tasks SET status = 'succeeded', "
+    "  result = $3::jsonb, finished_at = engram.from_us($4), "
+    "  updated_at = engram.from_us($4), "
+    "  lease_token = NULL, lease_until = NULL, locked_by = NULL "
+    "  WHERE id = $1 AND lease_token = $2::uuid AND status = 'running' "
+    "  RETURNING id), "
+    // The followup exists if and only if the outcome was accepted.
+    "ins AS (INSERT INTO engram.tasks AS t (name, queue, args, priority, "
+    "    max_retries, run_at, unique_key, soft_time_limit_ms, time_limit_ms, "
+    "    created_at, updated_at, status, attempts, locked_by, lease_token, "
+    "    lease_until, started_at) "
+    "  SELECT $5::text, $6::text, $7::jsonb, $8::int, $9::int, "
+    "    engram.from_us($4), nullif($10::text, ''), $11::bigint, $12::bigint, "
+    "    engram.from_us($4), engram.from_us($4), 'running', 1, $13::text, "
+    "    gen_random_uuid(), "
+    "    engram.from_us($4) + $14 * interval '1 millisecond', "
+    "    engram.from_us($4) FROM done "
+    "  ON CONFLICT (unique_key) "
+    "    WHERE unique_key IS NOT NULL AND status IN ('queued', 'running') "
+    "    DO NOTHING RETURNING "}
+    + claimed_returning
+    + ") SELECT (SELECT count(*) FROM done), i.* "
+      "FROM (VALUES (1)) AS one (x) LEFT JOIN ins i ON true";
+  const auto& f = o.followups.front();
+  auto now_us = to_epoch_us(now);
+  auto rows = run_prepared(
+    tx, "engram_succeed_with_followup", sql, o.id, o.lease_token,
+    o.result_json.empty() ? std::string{"null"} : o.result_json, now_us,
+    f.name, f.queue, f.args_json, f.priority, f.max_retries, f.unique_key,
+    f.soft_time_limit_ms, f.time_limit_ms, claim.worker, claim.lease_ms);
+  tasks::completion_result result;
+  result.accepted = rows[0][0].as<int64_t>();
+  if (result.accepted == 0)
+    result.refused.push_back(o.id);
+  result.claimed = claimed_in_order(rows, 1);
+  for (auto& t : result.claimed)
+    t.due_us = now_us;
+  if (!result.claimed.empty())
+    return result;
+  result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
+                              std::chrono::milliseconds{claim.lease_ms}, now,
+                              false);
+  if (static_cast<int64_t>(result.claimed.size()) == claim.limit)
+    tx.exec_params("SELECT pg_notify('engram_tasks', $1)", claim.queue);
+  return result;
+}
 } // namespace
 
 tasks::completion_result
@@ -452,6 +590,12 @@ tasks::completion_result
 complete_and_claim(pqxx::transaction_base& tx,
                    const std::vector<tasks::task_outcome>& outcomes,
                    const tasks::claim_tasks& claim, wall_time now) {
+  if (single_statement_completion(outcomes, claim, now)) {
+    const auto& o = outcomes.front();
+    if (o.followups.empty())
+      return succeed_and_claim(tx, o, claim, to_epoch_us(now));
+    return succeed_with_claimed_followup(tx, o, claim, now);
+  }
   if (claim.limit <= 0)
     return complete_tasks(tx, outcomes, now);
   // Followups for the claiming queue need no notification when the claim
@@ -460,10 +604,24 @@ complete_and_claim(pqxx::transaction_base& tx,
   if (!result.claimed.empty())
     return result; // followups claimed at insert; other work comes by wake
   result.claimed = claim_rows(tx, claim.queue, claim.worker, claim.limit,
-                              std::chrono::milliseconds{claim.lease_ms}, now);
+                              std::chrono::milliseconds{claim.lease_ms}, now,
+                              false);
   if (static_cast<int64_t>(result.claimed.size()) == claim.limit)
     tx.exec_params("SELECT pg_notify('engram_tasks', $1)", claim.queue);
   return result;
+}
+
+bool single_statement_completion(
+  const std::vector<tasks::task_outcome>& outcomes,
+  const tasks::claim_tasks& claim, wall_time now) {
+  if (outcomes.size() != 1 || !outcomes.front().succeeded)
+    return false;
+  const auto& followups = outcomes.front().followups;
+  if (followups.empty())
+    return true;
+  return followups.size() == 1 && claim.limit > 0
+         && followups.front().queue == claim.queue
+         && due_now(followups.front(), to_epoch_us(now));
 }
 
 int64_t release_tasks(pqxx::transaction_base& tx,

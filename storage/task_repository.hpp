@@ -65,11 +65,22 @@ complete_tasks(pqxx::transaction_base& tx,
                const std::vector<tasks::task_outcome>& outcomes, wall_time now);
 
 /// complete_tasks, then (if `claim.limit` > 0) a claim in the same
-/// transaction, which commits synchronously like every completion.
+/// transaction, which commits synchronously like every completion. A
+/// single success with no followup, or with one that the claim takes at
+/// insert, is recorded (and claimed after) in one statement; see
+/// single_statement_completion.
 [[nodiscard]] tasks::completion_result
 complete_and_claim(pqxx::transaction_base& tx,
                    const std::vector<tasks::task_outcome>& outcomes,
                    const tasks::claim_tasks& claim, wall_time now);
+
+/// Whether complete_and_claim records `outcomes` in one statement (a single
+/// success with no followup, or with one followup the claim takes at
+/// insert; a claim may follow as a statement of its own), so the caller
+/// may run it outside a transaction block and save BEGIN and COMMIT.
+[[nodiscard]] bool
+single_statement_completion(const std::vector<tasks::task_outcome>& outcomes,
+                            const tasks::claim_tasks& claim, wall_time now);
 
 /// Hands claimed tasks back to the queue, due now, without counting the
 /// attempt (a worker stopping). Returns how many were still the caller's.

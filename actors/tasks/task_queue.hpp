@@ -39,11 +39,11 @@ struct task_queue_options {
   std::string worker_id = "engram";
 };
 
-/// Where a queue's claims and acknowledgements go: two storage actors (two
-/// connections), so a large batch commit never delays a claim.
+/// Where a queue's claims and acknowledgements go: two connections, so a
+/// large batch commit never delays a claim.
 struct task_queue_storage {
-  storage_actor claimer;
-  storage_actor acker;
+  task_store_actor claimer;
+  task_store_actor acker;
 };
 
 /// Spawns a queue's workers: claims (on a wake, a poll, or while claims come

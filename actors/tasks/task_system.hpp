@@ -18,9 +18,13 @@ struct task_system_options {
   /// Settings shared by every queue (its name and concurrency come from
   /// `queues`).
   task_queue_options queue_defaults;
-  /// Spawns a storage actor with a connection of its own (each queue's
-  /// claimer and acker, and the reclaimer).
+  /// Spawns a storage actor with a connection of its own (the reclaimer,
+  /// and each queue's claimer and acker when spawn_task_store is not set).
   std::function<storage_actor(caf::actor_system&)> spawn_storage;
+  /// Spawns a task store (storage/task_store.hpp) for each queue's claimer
+  /// and acker: it runs claims and single completions outside a transaction
+  /// block, a round trip or two shorter than a storage worker.
+  std::function<task_store_actor(caf::actor_system&)> spawn_task_store;
   /// Spawns a listener on `engram_tasks` that calls the callback.
   std::function<notification_listener_actor(caf::actor_system&,
                                             notification_callback)>

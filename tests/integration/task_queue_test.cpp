@@ -19,6 +19,7 @@
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
 #include "storage/task_repository.hpp"
+#include "storage/task_store.hpp"
 #include "tests/support/postgres_fixture.hpp"
 #include "tests/support/storage_options.hpp"
 
@@ -57,6 +58,9 @@ protected:
     auto storage = test::fast_storage_options(db);
     opts.spawn_storage = [storage](caf::actor_system& sys) {
       return spawn_storage_worker(sys, storage);
+    };
+    opts.spawn_task_store = [storage](caf::actor_system& sys) {
+      return spawn_task_store(sys, storage);
     };
     opts.spawn_listener = [storage](caf::actor_system& sys,
                                     notification_callback cb) {

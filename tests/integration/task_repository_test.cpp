@@ -51,6 +51,14 @@ protected:
     return result;
   }
 
+  /// complete_and_claim outside a transaction block, as a task store runs
+  /// a single-statement completion.
+  tasks::completion_result complete_autocommit(const tasks::task_outcome& o,
+                                               const tasks::claim_tasks& want) {
+    pqxx::nontransaction tx{*conn};
+    return storage::complete_and_claim(tx, {o}, want, clock.now());
+  }
+
   std::vector<int64_t> reclaim() {
     pqxx::work tx{*conn};
     auto result = storage::reclaim_expired(tx, 100, clock.now());
@@ -511,6 +519,140 @@ TEST_F(task_repository_test, a_completion_that_claims_takes_its_own_queues_due_f
   auto next = succeeded(result.claimed[0]);
   EXPECT_TRUE(finish(next));
   EXPECT_EQ(status_of(result.claimed[0].id), "succeeded");
+}
+
+TEST_F(task_repository_test, a_single_success_and_its_followup_commit_as_one_statement) {
+  enqueue(named("step"));
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  auto done = succeeded(claimed[0], R"({"n":1})");
+  done.followups.push_back(named("next"));
+  tasks::claim_tasks want{"default", "worker-1", 4, 30000, to_epoch_us(clock.now())};
+  ASSERT_TRUE(storage::single_statement_completion({done}, want, clock.now()));
+  auto result = complete_autocommit(done, want);
+  EXPECT_EQ(result.accepted, 1);
+  EXPECT_TRUE(result.refused.empty());
+  ASSERT_EQ(result.claimed.size(), 1u);
+  EXPECT_EQ(result.claimed[0].name, "next");
+  EXPECT_EQ(result.claimed[0].attempts, 1);
+  EXPECT_EQ(result.claimed[0].due_us, to_epoch_us(clock.now()));
+  EXPECT_EQ(status_of(claimed[0].id), "succeeded");
+  EXPECT_EQ(query("SELECT result::text FROM engram.tasks WHERE id = "
+                  + std::to_string(claimed[0].id)),
+            R"({"n": 1})");
+  EXPECT_EQ(status_of(result.claimed[0].id), "running");
+  // A second completion with the old lease is refused and creates nothing.
+  auto again = complete_autocommit(done, want);
+  EXPECT_EQ(again.accepted, 0);
+  EXPECT_EQ(again.refused, std::vector<int64_t>{claimed[0].id});
+  EXPECT_TRUE(again.claimed.empty());
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks WHERE name = 'next'"), "1");
+  // The claimed followup is fenced like any claim.
+  EXPECT_TRUE(finish(succeeded(result.claimed[0])));
+}
+
+TEST_F(task_repository_test, a_single_success_claims_in_the_same_statement) {
+  enqueue(named("first"));
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  enqueue(named("a", 1));
+  enqueue(named("b", 5));
+  enqueue(named("c", 3));
+  auto later = named("later");
+  later.delay_ms = 60000;
+  enqueue(later);
+  struct receiver : pqxx::notification_receiver {
+    explicit receiver(pqxx::connection_base& c)
+      : pqxx::notification_receiver(c, "engram_tasks") {
+    }
+    void operator()(const std::string& payload, int) override {
+      payloads.push_back(payload);
+    }
+    std::vector<std::string> payloads;
+  };
+  pqxx::connection listener_conn{db};
+  receiver listener{listener_conn};
+  tasks::claim_tasks want{"default", "worker-1", 2, 30000, to_epoch_us(clock.now())};
+  auto done = succeeded(claimed[0]);
+  ASSERT_TRUE(storage::single_statement_completion({done}, want, clock.now()));
+  auto result = complete_autocommit(done, want);
+  EXPECT_EQ(result.accepted, 1);
+  ASSERT_EQ(result.claimed.size(), 2u) << "the limit";
+  listener_conn.await_notification(5, 0);
+  EXPECT_EQ(listener.payloads, std::vector<std::string>{"default"})
+    << "a full claim may leave work behind: other nodes are woken";
+  EXPECT_EQ(result.claimed[0].name, "b") << "claim order: priority first";
+  EXPECT_EQ(result.claimed[1].name, "c");
+  EXPECT_EQ(status_of(claimed[0].id), "succeeded");
+  EXPECT_EQ(query("SELECT status FROM engram.tasks WHERE name = 'a'"), "queued");
+  EXPECT_EQ(query("SELECT status FROM engram.tasks WHERE name = 'later'"),
+            "queued");
+  // Without room, it only records the success.
+  auto next = succeeded(result.claimed[0]);
+  want.limit = 0;
+  auto quiet = complete_autocommit(next, want);
+  EXPECT_EQ(quiet.accepted, 1);
+  EXPECT_TRUE(quiet.claimed.empty());
+  EXPECT_EQ(query("SELECT status FROM engram.tasks WHERE name = 'a'"), "queued");
+  listener_conn.await_notification(0, 200000);
+  EXPECT_EQ(listener.payloads.size(), 1u) << "no claim, no wake";
+}
+
+TEST_F(task_repository_test, a_followup_whose_key_is_taken_leaves_room_for_a_claim) {
+  auto holder = named("holder");
+  holder.unique_key = "k";
+  enqueue(named("step", 9));
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  enqueue(holder);
+  auto done = succeeded(claimed[0]);
+  auto next = named("next");
+  next.unique_key = "k";
+  done.followups.push_back(next);
+  tasks::claim_tasks want{"default", "worker-1", 4, 30000, to_epoch_us(clock.now())};
+  ASSERT_TRUE(storage::single_statement_completion({done}, want, clock.now()));
+  pqxx::work tx{*conn};
+  auto result = storage::complete_and_claim(tx, {done}, want, clock.now());
+  tx.commit();
+  EXPECT_EQ(result.accepted, 1);
+  ASSERT_EQ(result.claimed.size(), 1u);
+  EXPECT_EQ(result.claimed[0].name, "holder") << "claimed after the refusal";
+  EXPECT_EQ(query("SELECT count(*) FROM engram.tasks WHERE name = 'next'"), "0");
+}
+
+TEST_F(task_repository_test, only_single_successes_complete_in_one_statement) {
+  enqueue(named("step"));
+  auto claimed = claim(1);
+  ASSERT_EQ(claimed.size(), 1u);
+  tasks::claim_tasks want{"default", "worker-1", 4, 30000, to_epoch_us(clock.now())};
+  auto ok = succeeded(claimed[0]);
+  EXPECT_TRUE(storage::single_statement_completion({ok}, want, clock.now()));
+  EXPECT_FALSE(storage::single_statement_completion({ok, ok}, want, clock.now()));
+  EXPECT_FALSE(storage::single_statement_completion({failed(claimed[0], "x")},
+                                                    want, clock.now()));
+  auto with = [&](tasks::enqueue_request f) {
+    auto o = ok;
+    o.followups.push_back(std::move(f));
+    return o;
+  };
+  EXPECT_TRUE(storage::single_statement_completion({with(named("n"))}, want,
+                                                   clock.now()));
+  auto elsewhere = named("n");
+  elsewhere.queue = "memory";
+  EXPECT_FALSE(storage::single_statement_completion({with(elsewhere)}, want,
+                                                    clock.now()));
+  auto later = named("n");
+  later.delay_ms = 1;
+  EXPECT_FALSE(storage::single_statement_completion({with(later)}, want,
+                                                    clock.now()));
+  auto two = with(named("n"));
+  two.followups.push_back(named("m"));
+  EXPECT_FALSE(storage::single_statement_completion({two}, want, clock.now()));
+  auto no_room = want;
+  no_room.limit = 0;
+  EXPECT_FALSE(storage::single_statement_completion({with(named("n"))}, no_room,
+                                                    clock.now()));
+  EXPECT_TRUE(storage::single_statement_completion({ok}, no_room, clock.now()));
 }
 
 TEST_F(task_repository_test, finished_tasks_are_purged_after_their_retention) {
