@@ -150,6 +150,21 @@ typename Inspector::result_type inspect(Inspector& f, claim_tasks& x) {
            x.lease_ms, x.now_us);
 }
 
+/// Claims like `claim` as soon as a notification names its queue (or
+/// arrives with no payload), waiting at most `wait_ms` of real time; then
+/// answers with nothing. An idle queue's task store listens on its own
+/// connection, so a new task is claimed without hops through the listener
+/// and the queue. The claim uses the store's clock at the time it runs.
+struct claim_on_notify {
+  claim_tasks claim;
+  int64_t wait_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, claim_on_notify& x) {
+  return f(caf::meta::type_name("claim_on_notify"), x.claim, x.wait_ms);
+}
+
 /// Records finished attempts in one transaction (a batch completion).
 struct complete_tasks {
   std::vector<task_outcome> outcomes;
@@ -467,6 +482,13 @@ using task_store_actor = caf::typed_actor<
   caf::replies_to<tasks::renew_leases>::with<tasks::renewal_result>,
   // Hands claimed tasks back without counting the attempt.
   caf::replies_to<tasks::release_tasks>::with<int64_t>>;
+
+/// A task store that can also wait for a queue's notifications and claim
+/// at once (storage/task_store.hpp).
+using task_claimer_actor = task_store_actor::extend<
+  // Claims once a notification names the queue; nothing after wait_ms.
+  caf::replies_to<tasks::claim_on_notify>::with<
+    std::vector<tasks::claimed_task>>>;
 
 /// A WORKER SLOT: runs one attempt at a time on its own thread.
 using task_slot_actor = caf::typed_actor<

@@ -65,6 +65,7 @@
 #include "storage/project_session.hpp"
 #include "storage/schedule_store.hpp"
 #include "storage/storage_actors.hpp"
+#include "storage/task_store.hpp"
 
 namespace {
 
@@ -430,6 +431,12 @@ int serve(const config& cfg) {
   task_opts.reclaim_interval = cfg.tasks.reclaim_interval;
   task_opts.spawn_storage = [&storage_opts](caf::actor_system& sys) {
     return spawn_storage_worker(sys, storage_opts);
+  };
+  // Each queue's claimer and acker: claims and single completions outside
+  // a transaction block, and an idle queue's claimer claims on a
+  // notification itself (storage/task_store.hpp).
+  task_opts.spawn_task_store = [&storage_opts](caf::actor_system& sys) {
+    return spawn_task_store(sys, storage_opts, real_clock());
   };
   task_opts.spawn_listener = [&storage_opts](caf::actor_system& sys,
                                              notification_callback cb) {

@@ -11,6 +11,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <pqxx/connection>
+#include <pqxx/nontransaction>
 #include <pqxx/transaction>
 
 #include "messages/errc.hpp"
@@ -246,6 +247,15 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
     },
     // -- tasks --
     [self](tasks::enqueue_tasks& req) {
+      if (req.tasks.size() == 1)
+        // One task is one INSERT that commits on its own (its NOTIFY is
+        // delivered at that commit): no BEGIN and COMMIT round trips on
+        // the path from an enqueue to the task's start.
+        return guarded(self, [&](pqxx::connection& conn) {
+          pqxx::nontransaction tx{conn};
+          return storage::enqueue_tasks(tx, req.tasks,
+                                        from_epoch_us(req.now_us));
+        });
       return to_result(in_transaction(self, [&](pqxx::work& tx) {
         return storage::enqueue_tasks(tx, req.tasks, from_epoch_us(req.now_us));
       }));

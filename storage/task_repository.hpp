@@ -13,6 +13,10 @@
 
 namespace engram::storage {
 
+/// The channel every enqueue (and every change that makes a task due)
+/// notifies, with the task's queue as the payload.
+inline constexpr char tasks_channel[] = "engram_tasks";
+
 // Every function takes the caller's `now` (the daemon's injectable clock):
 // run_at, lease_until and the other times it writes are computed from it,
 // never from the database server's clock.

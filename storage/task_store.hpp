@@ -3,6 +3,7 @@
 #include <caf/actor_system.hpp>
 
 #include "messages/tasks.hpp"
+#include "runtime/clock.hpp"
 #include "storage/storage_actors.hpp"
 
 namespace engram {
@@ -14,7 +15,13 @@ namespace engram {
 /// and the single-statement completions of storage::complete_and_claim),
 /// which saves the round trips of BEGIN and COMMIT on the path from a
 /// task's enqueue to its start; a batch completion runs in a transaction.
-[[nodiscard]] task_store_actor spawn_task_store(caf::actor_system& sys,
-                                                storage_options options);
+///
+/// An idle queue asks it to claim on the next notification
+/// (tasks::claim_on_notify): it LISTENs on `engram_tasks` itself and claims
+/// as soon as one names the queue, at `time`'s now. `time` must outlive the
+/// actor.
+[[nodiscard]] task_claimer_actor spawn_task_store(caf::actor_system& sys,
+                                                  storage_options options,
+                                                  const clock& time);
 
 } // namespace engram

@@ -100,6 +100,10 @@ struct queue_state {
   bool releasing = false;
   bool ack_in_flight = false;
   bool renew_in_flight = false;
+  /// The claimer waits for a notification for us (claim_on_notify).
+  bool waiting = false;
+  /// That wait failed: none until a claim succeeds again.
+  bool wait_failed = false;
   /// A wake arrived, or the last claim came back full: more may be due.
   bool more_due = true;
   bool draining = false;
@@ -319,6 +323,43 @@ void on_claimed(queue_ptr self, int64_t want, std::vector<claimed_task>& claimed
   maybe_claim(self);
 }
 
+/// Nothing is due as far as the queue knows: asks the claimer to claim as
+/// soon as a notification names the queue (it listens on its own
+/// connection), instead of waiting for the listener to wake the queue and
+/// asking the claimer then.
+void claim_on_notify(queue_ptr self, int64_t want) {
+  auto& st = self->state;
+  if (!st.storage.waiter || st.wait_failed)
+    return;
+  ++st.claims_in_flight;
+  st.reserved += want;
+  st.waiting = true;
+  tasks::claim_on_notify req{{st.options.queue, st.worker, want,
+                              st.options.lease.count(),
+                              to_epoch_us(now_of(st))},
+                             st.options.notify_wait.count()};
+  self->request(st.storage.waiter, st.options.notify_wait + 30s, std::move(req))
+    .then(
+      [self, want](std::vector<claimed_task>& claimed) {
+        self->state.waiting = false;
+        on_claimed(self, want, claimed);
+      },
+      [self, want](caf::error& err) {
+        auto& st = self->state;
+        st.waiting = false;
+        st.wait_failed = true;
+        --st.claims_in_flight;
+        st.reserved -= want;
+        // The listener's wakes and the polls claim meanwhile (and log
+        // their own failures).
+        logger()->info("queue '{}' claims on the listener's wakes until a "
+                       "claim succeeds again: waiting for a notification "
+                       "failed: {}",
+                       st.options.queue, describe(err));
+        maybe_finish_drain(self);
+      });
+}
+
 void maybe_claim(queue_ptr self) {
   auto& st = self->state;
   if (st.draining || st.claims_in_flight > 0)
@@ -327,8 +368,10 @@ void maybe_claim(queue_ptr self) {
   if (want <= 0)
     return;
   auto now = now_of(st);
-  if (!st.more_due && now < st.next_poll)
+  if (!st.more_due && now < st.next_poll) {
+    claim_on_notify(self, want);
     return;
+  }
   ++st.claims_in_flight;
   st.reserved += want;
   st.more_due = false;
@@ -338,6 +381,7 @@ void maybe_claim(queue_ptr self) {
   self->request(st.storage.claimer, 30s, std::move(req))
     .then(
       [self, want](std::vector<claimed_task>& claimed) {
+        self->state.wait_failed = false;
         on_claimed(self, want, claimed);
       },
       [self, want](caf::error& err) {
@@ -651,6 +695,10 @@ task_queue(queue_ptr self, task_queue_options options,
   self->send(self, atom::tick_v);
   return {
     [self](tasks::wake) {
+      // A waiting claimer hears the same notification on its own
+      // connection and claims already.
+      if (self->state.waiting)
+        return;
       self->state.more_due = true;
       maybe_claim(self);
     },

@@ -29,6 +29,10 @@ struct task_queue_options {
   std::chrono::milliseconds lease{30000};
   std::chrono::milliseconds heartbeat_interval{10000};
   std::chrono::milliseconds poll_interval{1000};
+  /// Longest real time an idle queue's claimer waits for a notification
+  /// before the queue looks again (lease renewals wait behind it on the
+  /// same connection, and so does the end of a drain).
+  std::chrono::milliseconds notify_wait{250};
   /// Real-time period of the internal tick that checks limits, heartbeats
   /// and polls against the clock.
   std::chrono::milliseconds tick{25};
@@ -44,6 +48,10 @@ struct task_queue_options {
 struct task_queue_storage {
   task_store_actor claimer;
   task_store_actor acker;
+  /// The claimer again when it can claim on a notification itself (a task
+  /// store); null otherwise (a storage worker), and the queue claims when
+  /// the listener wakes it.
+  task_claimer_actor waiter;
 };
 
 /// Spawns a queue's workers: claims (on a wake, a poll, or while claims come

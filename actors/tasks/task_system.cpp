@@ -123,12 +123,15 @@ task_system(self_ptr self, task_system_options options,
     auto opts = st.options.queue_defaults;
     opts.queue = q.name;
     opts.concurrency = q.concurrency;
-    auto spawn = [&]() -> task_store_actor {
-      if (st.options.spawn_task_store)
-        return st.options.spawn_task_store(sys);
-      return st.options.spawn_storage(sys);
-    };
-    task_queue_storage storage{spawn(), spawn()};
+    task_queue_storage storage;
+    if (st.options.spawn_task_store) {
+      storage.waiter = st.options.spawn_task_store(sys);
+      storage.claimer = storage.waiter;
+      storage.acker = st.options.spawn_task_store(sys);
+    } else {
+      storage.claimer = st.options.spawn_storage(sys);
+      storage.acker = st.options.spawn_storage(sys);
+    }
     auto queue = spawn_task_queue(sys, std::move(opts), std::move(storage),
                                   *registry, *services, metrics);
     // Linked, so a failure on either side takes the other down; monitored,

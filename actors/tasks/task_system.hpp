@@ -23,8 +23,9 @@ struct task_system_options {
   std::function<storage_actor(caf::actor_system&)> spawn_storage;
   /// Spawns a task store (storage/task_store.hpp) for each queue's claimer
   /// and acker: it runs claims and single completions outside a transaction
-  /// block, a round trip or two shorter than a storage worker.
-  std::function<task_store_actor(caf::actor_system&)> spawn_task_store;
+  /// block, a round trip or two shorter than a storage worker, and an idle
+  /// queue's claimer claims on a notification itself.
+  std::function<task_claimer_actor(caf::actor_system&)> spawn_task_store;
   /// Spawns a listener on `engram_tasks` that calls the callback.
   std::function<notification_listener_actor(caf::actor_system&,
                                             notification_callback)>

@@ -59,8 +59,8 @@ protected:
     opts.spawn_storage = [storage](caf::actor_system& sys) {
       return spawn_storage_worker(sys, storage);
     };
-    opts.spawn_task_store = [storage](caf::actor_system& sys) {
-      return spawn_task_store(sys, storage);
+    opts.spawn_task_store = [this, storage](caf::actor_system& sys) {
+      return spawn_task_store(sys, storage, clock);
     };
     opts.spawn_listener = [storage](caf::actor_system& sys,
                                     notification_callback cb) {
@@ -167,6 +167,34 @@ TEST_F(task_queue_test, a_task_runs_once_and_its_result_is_stored) {
   EXPECT_EQ(column(id, "result::text"), R"({"ok": true})");
   EXPECT_EQ(column(id, "attempts"), "1");
   EXPECT_EQ(column(id, "lease_token IS NULL AND locked_by IS NULL"), "t");
+}
+
+TEST_F(task_queue_test, an_idle_queues_claimer_claims_on_its_own_notification) {
+  // The listener hears nothing (another channel) and the clock stands
+  // still (no poll falls due): only the claimer's own LISTEN can start the
+  // tasks enqueued while the queue is idle.
+  auto opts = system_options();
+  auto storage = test::fast_storage_options(db);
+  opts.spawn_listener = [storage](caf::actor_system& sys,
+                                  notification_callback cb) {
+    listener_options lopts;
+    lopts.storage = storage;
+    lopts.channels = {"engram_tests_silent"};
+    lopts.wait_slice = 20ms;
+    return spawn_notification_listener(sys, lopts, std::move(cb));
+  };
+  system_handle = spawn_task_system(sys, opts, registry, services, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(100ms); // idle again
+    auto id = enqueue(named("engram.noop"));
+    ASSERT_TRUE(wait_for_status(id, "succeeded", 5s)) << "task " << i;
+  }
+  // A notification for another queue wakes nothing up: its task waits.
+  auto other = named("engram.noop");
+  other.queue = "elsewhere";
+  auto id = enqueue(other);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(column(id, "status"), "queued");
 }
 
 TEST_F(task_queue_test, many_tasks_finish_in_batches) {
