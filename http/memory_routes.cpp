@@ -420,6 +420,11 @@ read_array(const simdjson::padded_string& body) {
 /// past its end); only a line too close to the body's end is copied.
 std::vector<memories::memory_row> read_ndjson(std::string_view body) {
   std::vector<memories::memory_row> rows;
+  // A row per line at most: one allocation instead of a doubling series
+  // of moves (a memory_row is ~300 bytes; 5,000 rows ~1.5 MB).
+  rows.reserve(std::min<size_t>(
+    static_cast<size_t>(std::count(body.begin(), body.end(), '\n')) + 1,
+    max_imported_memories));
   simdjson::ondemand::parser parser;
   simdjson::padded_string last_line;
   const char* data = body.data();
@@ -493,18 +498,18 @@ void check_rows(const std::vector<memories::memory_row>& rows) {
   std::map<std::string, std::pair<size_t, size_t>> dimensions;
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
-    auto at = "memories[" + std::to_string(i) + "].";
+    auto at = [i] { return row_name(i) + "."; };
     if (!r.id.empty()) {
-      auto [it, fresh] = ids.emplace(r.id, i);
+      auto [it, fresh] = ids.try_emplace(r.id, i);
       if (!fresh)
-        throw body_error{at + "id repeats the id of memories["
+        throw body_error{at() + "id repeats the id of memories["
                          + std::to_string(it->second) + "] (" + r.id + ")"};
     }
     if (!r.embedding.empty()) {
-      auto [it, fresh] = dimensions.emplace(
-        r.embedding_model, std::make_pair(r.embedding.size(), i));
+      auto [it, fresh] = dimensions.try_emplace(r.embedding_model,
+                                                r.embedding.size(), i);
       if (!fresh && it->second.first != r.embedding.size())
-        throw body_error{at + "embedding has "
+        throw body_error{at() + "embedding has "
                          + std::to_string(r.embedding.size())
                          + " dimensions, but memories["
                          + std::to_string(it->second.second) + "] of model '"

@@ -444,8 +444,10 @@ import_memories(pqxx::dbtransaction& tx,
                        + std::to_string(it->second) + "] (" + it->first + ")");
     }
     if (!r.embedding.empty()) {
-      auto [it, fresh] = dimensions.emplace(
-        r.embedding_model, std::make_pair(r.embedding.size(), i));
+      // try_emplace: no node (and no copy of the model's name) for a model
+      // seen before, i.e. for all rows but the first of each model.
+      auto [it, fresh] = dimensions.try_emplace(
+        r.embedding_model, r.embedding.size(), i);
       if (!fresh && it->second.first != r.embedding.size())
         return refused(field(i, "embedding") + " has "
                        + std::to_string(r.embedding.size())
