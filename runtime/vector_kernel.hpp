@@ -55,6 +55,11 @@ public:
   matrix() = default;
   explicit matrix(size_t dim) : dim_{dim} {
   }
+  /// Takes `data` over as its rows (its capacity too, for appends);
+  /// `data.size()` must be a multiple of `dim`.
+  matrix(size_t dim, std::vector<float>&& data)
+    : dim_{dim}, data_{std::move(data)} {
+  }
 
   [[nodiscard]] size_t rows() const {
     return dim_ == 0 ? 0 : data_.size() / dim_;

@@ -16,6 +16,7 @@
 #include "messages/errc.hpp"
 #include "messages/tasks.hpp"
 #include "runtime/uuid.hpp"
+#include "storage/binary_copy.hpp"
 #include "storage/binary_result.hpp"
 #include "storage/sql_values.hpp"
 #include "storage/task_repository.hpp"
@@ -379,43 +380,67 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
     return out;
   auto id = lower(project_id);
   // Binary rows: the vectors are most of the bytes (see binary_result).
-  // (A snapshot is read in a transaction block: pqxx::work.)
-  auto rows = binary_result::exec(
-    dynamic_cast<pqxx::dbtransaction&>(tx),
+  // They come through a cursor, a chunk at a time, so the client never
+  // holds the whole result (150 MB per 100,000 memories): each chunk's
+  // memory is freed and reused by the next instead of being fresh pages
+  // (page faults were most of a 100k snapshot's load). The id is a checked
+  // uuid. (A snapshot is read in a transaction block: pqxx::work.)
+  auto& block = dynamic_cast<pqxx::dbtransaction&>(tx);
+  auto project_is = "project_id = '" + id + "'::uuid AND status = 'active'";
+  // Planned for all its rows, as the statement it replaces was (a cursor
+  // is planned for its first tenth by default: index order, random heap
+  // reads).
+  tx.exec0("SET LOCAL cursor_tuple_fraction = 1");
+  tx.exec0(
+    "DECLARE engram_snapshot BINARY NO SCROLL CURSOR FOR "
     "SELECT id, agent_id, type, tier, importance, pinned, access_count, "
     "  source_type, engram.to_us(created_at), "
     "  coalesce(engram.to_us(last_accessed_at), 0), "
     "  coalesce(engram.to_us(expires_at), 0), content, parent_id, "
     "  embedding_model, embedding "
-    "FROM engram.memories WHERE project_id = $1 AND status = 'active'",
-    {id});
-  auto n = rows.rows();
+    "FROM engram.memories WHERE " + project_is);
+  auto n = tx.exec1("SELECT count(*) FROM engram.memories WHERE " + project_is)[0]
+             .as<size_t>();
   out.memories.reserve(n);
-  // Room for every vector at the first one's size, not grown by doubling:
-  // growing 150 MB costs copies and page faults.
-  if (n != 0)
-    out.floats.reserve(n * (rows.bytes(0, 14).size() / 4));
-  for (size_t r = 0; r < n; ++r) {
-    consolidation::memory_state m;
-    m.id = rows.uuid(r, 0);
-    m.agent_id = rows.uuid(r, 1);
-    m.type = rows.text(r, 2);
-    m.tier = rows.text(r, 3);
-    m.importance = rows.int4(r, 4);
-    m.pinned = rows.boolean(r, 5);
-    m.access_count = rows.int4(r, 6);
-    m.source_type = rows.text(r, 7);
-    m.created_at_us = rows.int8(r, 8);
-    m.last_accessed_at_us = rows.int8(r, 9);
-    m.expires_at_us = rows.int8(r, 10);
-    m.content = rows.text(r, 11);
-    m.parent_id = rows.uuid(r, 12);
-    m.embedding_model = rows.text(r, 13);
-    m.offset = out.floats.size();
-    m.dim = static_cast<uint32_t>(
-      storage::append_floats(rows.bytes(r, 14), out.floats));
-    out.memories.push_back(std::move(m));
+  for (;;) {
+    auto rows = binary_result::exec(block, "FETCH 2048 FROM engram_snapshot",
+                                    {});
+    auto chunk = rows.rows();
+    if (chunk == 0)
+      break;
+    if (out.floats.capacity() == 0) {
+      // Room for every vector at the first one's size, and for the
+      // summaries and principles the phases add: the snapshot's matrix
+      // takes this buffer over (make_snapshot), and growing 150 MB would
+      // copy it into fresh pages. Capacity that is never written costs no
+      // memory.
+      auto dim = rows.bytes(0, 14).size() / 4;
+      out.floats.reserve((n + n / 2 + 1024) * dim);
+    }
+    for (size_t r = 0; r < chunk; ++r) {
+      consolidation::memory_state m;
+      m.id = rows.uuid(r, 0);
+      m.agent_id = rows.uuid(r, 1);
+      m.type = rows.text(r, 2);
+      m.tier = rows.text(r, 3);
+      m.importance = rows.int4(r, 4);
+      m.pinned = rows.boolean(r, 5);
+      m.access_count = rows.int4(r, 6);
+      m.source_type = rows.text(r, 7);
+      m.created_at_us = rows.int8(r, 8);
+      m.last_accessed_at_us = rows.int8(r, 9);
+      m.expires_at_us = rows.int8(r, 10);
+      m.content = rows.text(r, 11);
+      m.parent_id = rows.uuid(r, 12);
+      m.embedding_model = rows.text(r, 13);
+      m.offset = out.floats.size();
+      m.dim = static_cast<uint32_t>(
+        storage::append_floats(rows.bytes(r, 14), out.floats));
+      out.memories.push_back(std::move(m));
+    }
   }
+  tx.exec0("CLOSE engram_snapshot; RESET cursor_tuple_fraction");
+  n = out.memories.size();
   refresh_stale_statistics(tx, n);
   // Sorted here, not by the server: its sort of rows this wide (vectors
   // inline) spills to disk; ids are canonical lower-case text, so they
@@ -584,16 +609,30 @@ commit_phase(pqxx::transaction_base& tx,
                                 changed.affected_rows());
   }
   if (!c.audits.empty()) {
-    pqxx::stream_to copy{tx, "engram.memory_audit",
-                         std::vector<std::string>{"memory_id", "project_id",
-                                                  "job_id", "action", "detail",
-                                                  "at"}};
-    for (const auto& a : c.audits)
-      copy << std::make_tuple(lower(a.memory_id), project, job->id, a.action,
-                              a.detail_json.empty() ? std::string{"{}"}
-                                                    : a.detail_json,
-                              now_text);
-    copy.complete();
+    // Binary: a 100k job writes ~160,000 audit rows, and the text format
+    // had the server parse three uuids and a timestamp per row.
+    static const std::vector<std::string> columns{
+      "memory_id", "project_id", "job_id", "action", "at", "detail"};
+    copy_binary(tx, "engram.memory_audit", columns, c.audits.size(),
+                [&](binary_copy_buffer& out, size_t i) {
+                  const auto& a = c.audits[i];
+                  // The binary form takes canonical uuids only (the text
+                  // form had the server refuse anything else).
+                  if (!is_uuid(a.memory_id) || !is_uuid(project)
+                      || !is_uuid(job->id))
+                    throw std::invalid_argument(
+                      "an audit row names a memory that is not a uuid: "
+                      + a.memory_id);
+                  out.begin_row(static_cast<int16_t>(columns.size()));
+                  out.uuid(lower(a.memory_id));
+                  out.uuid(project);
+                  out.uuid(job->id);
+                  out.text(a.action);
+                  out.timestamptz(now_us);
+                  out.jsonb_ending_row(a.detail_json.empty()
+                                         ? std::string_view{"{}"}
+                                         : a.detail_json);
+                });
   }
   if (c.replace_patterns) {
     {
@@ -632,31 +671,40 @@ commit_phase(pqxx::transaction_base& tx,
       "  updated_at = excluded.updated_at",
       project, job->id, now_us);
   }
+  // New entries in one COPY (a statement each was a round trip each:
+  // ~0.2 s per 1,000 entries).
+  if (std::any_of(c.playbook.begin(), c.playbook.end(),
+                  [](const auto& e) { return e.create; })) {
+    pqxx::stream_to copy{
+      tx, "engram.playbook_entries",
+      std::vector<std::string>{"id", "project_id", "agent_id", "principle_id",
+                               "title", "content", "embedding",
+                               "embedding_model", "created_at",
+                               "updated_at"}};
+    for (const auto& e : c.playbook)
+      if (e.create)
+        copy << std::make_tuple(
+          lower(e.id), project, optional_text(lower(e.agent_id)),
+          optional_text(lower(e.principle_id)), e.title, e.content,
+          bytea_text(e.embedding),
+          e.embedding.empty() ? std::nullopt
+                              : optional_text(e.embedding_model),
+          now_text, now_text);
+    copy.complete();
+  }
   for (const auto& e : c.playbook) {
-    if (e.create) {
-      tx.exec_params0(
-        "INSERT INTO engram.playbook_entries (id, project_id, agent_id, "
-        "  principle_id, title, content, embedding, embedding_model, "
-        "  created_at, updated_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, $8, engram.from_us($9), "
-        "  engram.from_us($9))",
-        lower(e.id), project, optional_text(lower(e.agent_id)),
-        optional_text(lower(e.principle_id)), e.title, e.content,
-        bytea_text(e.embedding),
-        e.embedding.empty() ? std::nullopt : optional_text(e.embedding_model),
-        now_us);
-    } else {
-      auto changed = tx.exec_params(
-        "UPDATE engram.playbook_entries SET principle_id = $3, "
-        "  content = $4, updated_at = engram.from_us($5) "
-        "WHERE id = $1 AND project_id = $2",
-        lower(e.id), project, optional_text(lower(e.principle_id)), e.content,
-        now_us);
-      if (changed.affected_rows() != 1)
-        return refused(errc::conflict, "playbook entry " + e.id
-                                         + " is gone; the phase will run "
-                                           "again");
-    }
+    if (e.create)
+      continue;
+    auto changed = tx.exec_params(
+      "UPDATE engram.playbook_entries SET principle_id = $3, "
+      "  content = $4, updated_at = engram.from_us($5) "
+      "WHERE id = $1 AND project_id = $2",
+      lower(e.id), project, optional_text(lower(e.principle_id)), e.content,
+      now_us);
+    if (changed.affected_rows() != 1)
+      return refused(errc::conflict, "playbook entry " + e.id
+                                       + " is gone; the phase will run "
+                                         "again");
   }
   tx.exec_params0(
     "UPDATE engram.consolidation_jobs SET "

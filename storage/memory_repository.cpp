@@ -15,6 +15,7 @@
 #include <pqxx/tablewriter>
 
 #include "messages/errc.hpp"
+#include "storage/binary_copy.hpp"
 #include "storage/platform_repository.hpp"
 #include "runtime/uuid.hpp"
 #include "storage/platform_sql.hpp"
@@ -170,20 +171,10 @@ first_taken_id(pqxx::transaction_base& tx,
   return result;
 }
 
-// -- COPY in PostgreSQL's binary format -------------------------------------------
-//
-// The import streams its rows with COPY ... FROM STDIN in the binary format:
-// half the bytes of the text format's hex-encoded bytea, and nothing for the
-// server to parse but the JSON of the metadata. libpqxx 6 has no binary
-// COPY; its tablewriter sends raw data, but every piece it sends ends with a
-// newline (one it adds unless the piece ends with one). So every piece is
-// made to end with a newline of its own: the metadata (jsonb, the last
-// column) is sent with a trailing newline, which the server's JSON parser
-// takes as whitespace, and pieces end with a row. The stream ends without
-// the optional trailer (-1), which the server reads as the end of the data.
+// -- the import's COPY (storage/binary_copy.hpp) ----------------------------------
 
 /// The columns COPY fills, in the order copy_row writes them; metadata must
-/// stay last (see above).
+/// stay last (a jsonb ends each row).
 const std::vector<std::string>& copy_columns() {
   static const std::vector<std::string> columns{
     "id",           "project_id",      "agent_id",   "type",
@@ -193,130 +184,6 @@ const std::vector<std::string>& copy_columns() {
     "expires_at",   "metadata"};
   return columns;
 }
-
-/// Bytes of pieces handed to the server at once.
-constexpr size_t copy_piece_bytes = 1 << 20;
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-constexpr int64_t postgres_epoch_us = 946684800LL * 1000000;
-
-class binary_copy_buffer {
-public:
-  binary_copy_buffer() {
-    // Signature, flags, header extension length.
-    static constexpr char signature[] = "PGCOPY\n\377\r\n";
-    bytes_.append(signature, 11);
-    put_int32(0);
-    put_int32(0);
-  }
-
-  [[nodiscard]] std::string& bytes() { return bytes_; }
-
-  void begin_row(int16_t fields) { put_int16(fields); }
-
-  void null() { put_int32(-1); }
-
-  void text(std::string_view s) {
-    put_int32(static_cast<int32_t>(s.size()));
-    bytes_.append(s);
-  }
-
-  void optional_text(std::string_view s) {
-    if (s.empty())
-      null();
-    else
-      text(s);
-  }
-
-  /// A UUID in canonical text form (checked by the caller) as 16 bytes.
-  void uuid(std::string_view s) {
-    put_int32(16);
-    auto hex = [](char c) {
-      return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-    };
-    for (size_t i = 0; i < s.size();) {
-      if (s[i] == '-') {
-        ++i;
-        continue;
-      }
-      bytes_.push_back(static_cast<char>(hex(s[i]) * 16 + hex(s[i + 1])));
-      i += 2;
-    }
-  }
-
-  void optional_uuid(std::string_view s) {
-    if (s.empty())
-      null();
-    else
-      uuid(s);
-  }
-
-  /// float32 little-endian, whatever the host's byte order; NULL for none.
-  void embedding(const std::vector<float>& v) {
-    if (v.empty()) {
-      null();
-      return;
-    }
-    put_int32(static_cast<int32_t>(v.size() * 4));
-    auto at = bytes_.size();
-    bytes_.resize(at + v.size() * 4);
-    auto* out = bytes_.data() + at;
-    for (float f : v) {
-      auto u = std::bit_cast<uint32_t>(f);
-      for (int i = 0; i < 4; ++i)
-        *out++ = static_cast<char>((u >> (8 * i)) & 0xff);
-    }
-  }
-
-  void int4(int32_t x) {
-    put_int32(4);
-    put_int32(x);
-  }
-
-  void boolean(bool x) {
-    put_int32(1);
-    bytes_.push_back(x ? 1 : 0);
-  }
-
-  /// Epoch microseconds; 0 is NULL.
-  void timestamptz(int64_t us) {
-    if (us == 0) {
-      null();
-      return;
-    }
-    put_int32(8);
-    put_int64(us - postgres_epoch_us);
-  }
-
-  /// A JSON text as jsonb (version 1), with the newline that ends the row.
-  void jsonb_ending_row(std::string_view json) {
-    put_int32(static_cast<int32_t>(json.size() + 2));
-    bytes_.push_back(1);
-    bytes_.append(json);
-    bytes_.push_back('\n');
-  }
-
-private:
-  void put_int16(int16_t x) {
-    auto u = static_cast<uint16_t>(x);
-    bytes_.push_back(static_cast<char>(u >> 8));
-    bytes_.push_back(static_cast<char>(u & 0xff));
-  }
-
-  void put_int32(int32_t x) {
-    auto u = static_cast<uint32_t>(x);
-    for (int shift = 24; shift >= 0; shift -= 8)
-      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
-  }
-
-  void put_int64(int64_t x) {
-    auto u = static_cast<uint64_t>(x);
-    for (int shift = 56; shift >= 0; shift -= 8)
-      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
-  }
-
-  std::string bytes_;
-};
 
 void copy_row(binary_copy_buffer& out, const memories::memory_row& r,
               const std::string& id, const std::string& project_id,
@@ -343,30 +210,17 @@ void copy_row(binary_copy_buffer& out, const memories::memory_row& r,
                                                : r.metadata_json);
 }
 
-/// Streams the rows into engram.memories (see above). Throws what libpqxx
-/// throws for a refused row (e.g. unique_violation for a taken id).
+/// Streams the rows into engram.memories (storage/binary_copy.hpp). Throws
+/// what libpqxx throws for a refused row (e.g. unique_violation for a taken
+/// id).
 void copy_rows(pqxx::transaction_base& tx,
                const std::vector<memories::memory_row>& rows,
                const std::vector<std::string>& ids,
                const std::string& project_id, int64_t now_us) {
-  const auto& columns = copy_columns();
-  // "COPY BINARY table (...) FROM STDIN": the form of the binary option
-  // that fits tablewriter's "COPY <table> (<columns>) FROM STDIN".
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  pqxx::tablewriter copy{tx, "BINARY engram.memories", columns.begin(),
-                         columns.end()};
-#pragma GCC diagnostic pop
-  binary_copy_buffer out;
-  out.bytes().reserve(copy_piece_bytes + 64 * 1024);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    copy_row(out, rows[i], ids[i], project_id, now_us);
-    if (out.bytes().size() >= copy_piece_bytes || i + 1 == rows.size()) {
-      copy.write_raw_line(out.bytes());
-      out.bytes().clear();
-    }
-  }
-  copy.complete();
+  copy_binary(tx, "engram.memories", copy_columns(), rows.size(),
+              [&](binary_copy_buffer& out, size_t i) {
+                copy_row(out, rows[i], ids[i], project_id, now_us);
+              });
 }
 
 } // namespace

@@ -508,6 +508,39 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
   s.memories.reserve(data.memories.size());
   std::unordered_map<std::string, uint32_t> index;
   index.reserve(data.memories.size());
+  // The loaded vectors, wherever they end up (patterns' centroids are
+  // copied from here too).
+  const float* loaded = data.floats.data();
+  // When every vector is of one model and dimension (the usual project),
+  // the loaded buffer holds whole rows: its space's matrix takes it over
+  // and normalises it in place, instead of copying 150 MB per 100,000
+  // memories into fresh pages (storage::load_snapshot leaves room in it
+  // for the vectors the phases add).
+  bool adopted = false;
+  {
+    std::string_view model;
+    uint32_t dim = 0;
+    bool one_space = true;
+    auto consider = [&](const std::string& m, uint64_t offset, uint32_t d) {
+      if (d == 0)
+        return;
+      if (dim == 0) {
+        model = m;
+        dim = d;
+      }
+      one_space = one_space && !m.empty() && m == model && d == dim
+                  && offset % dim == 0;
+    };
+    for (const auto& st : data.memories)
+      consider(st.embedding_model, st.offset, st.dim);
+    for (const auto& es : data.playbook)
+      consider(es.embedding_model, es.offset, es.dim);
+    if (one_space && dim != 0 && data.floats.size() % dim == 0) {
+      auto space = s.space_for(model, dim);
+      s.spaces[space].vectors = vec::matrix{dim, std::move(data.floats)};
+      adopted = true;
+    }
+  }
   // Places a loaded vector in its model's space; no_space when unusable.
   auto place = [&](const std::string& model, uint64_t offset, uint32_t dim,
                    uint32_t& row) -> int32_t {
@@ -517,6 +550,10 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
     auto& vectors = s.spaces[space].vectors;
     if (vectors.dim() != dim)
       return no_space;
+    if (adopted) {
+      row = static_cast<uint32_t>(offset / dim);
+      return vec::normalize({vectors.row(row), dim}) ? space : no_space;
+    }
     std::span<float> v{data.floats.data() + offset, dim};
     if (!vec::normalize(v))
       return no_space;
@@ -526,14 +563,15 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
   // Each space's matrix sized once (a 100k project's is 150 MB: growing it
   // row by row costs copies and page faults). Spaces are made in the order
   // their models first appear, as `place` would.
-  {
+  if (!adopted) {
     std::unordered_map<std::string_view, size_t> rows_of;
     for (const auto& st : data.memories)
       if (st.dim != 0 && !st.embedding_model.empty()
           && rows_of[st.embedding_model]++ == 0)
         s.space_for(st.embedding_model, st.dim);
     for (auto& space : s.spaces)
-      space.vectors.reserve(rows_of[space.model] + data.playbook.size());
+      space.vectors.reserve(rows_of[space.model] + rows_of[space.model] / 2
+                            + data.playbook.size() + 1024);
   }
   for (auto& st : data.memories) {
     memory m;
@@ -568,8 +606,7 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
       continue;
     p.space = ps.dim == 0 ? no_space : s.find_space(ps.embedding_model);
     if (p.space != no_space && s.spaces[p.space].vectors.dim() == ps.dim) {
-      p.centroid.assign(data.floats.begin() + ps.offset,
-                        data.floats.begin() + ps.offset + ps.dim);
+      p.centroid.assign(loaded + ps.offset, loaded + ps.offset + ps.dim);
       vec::normalize(p.centroid);
     } else {
       p.space = no_space;

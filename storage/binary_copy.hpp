@@ -1,0 +1,179 @@
+#pragma once
+
+// COPY ... FROM STDIN in PostgreSQL's binary format, for the writes that
+// move the most rows: the memory import and the audit rows of consolidation
+// phases. Half the bytes of the text format's hex-encoded bytea, and
+// nothing for the server to parse but JSON (no uuid, timestamp or escape
+// parsing). Internal to the repositories.
+//
+// libpqxx 6 has no binary COPY; its tablewriter sends raw data, but every
+// piece it sends ends with a newline (one it adds unless the piece ends
+// with one). So every piece is made to end with a newline of its own: the
+// last column of every row is a jsonb, sent with a trailing newline
+// (jsonb_ending_row), which the server's JSON parser takes as whitespace,
+// and pieces end with a row. The stream ends without the optional trailer
+// (-1), which the server reads as the end of the data.
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <pqxx/tablewriter>
+#include <pqxx/transaction_base>
+
+namespace engram::storage {
+
+/// Bytes of pieces handed to the server at once.
+inline constexpr size_t copy_piece_bytes = 1 << 20;
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+inline constexpr int64_t postgres_epoch_us = 946684800LL * 1000000;
+
+class binary_copy_buffer {
+public:
+  binary_copy_buffer() {
+    // Signature, flags, header extension length.
+    static constexpr char signature[] = "PGCOPY\n\377\r\n";
+    bytes_.append(signature, 11);
+    put_int32(0);
+    put_int32(0);
+  }
+
+  [[nodiscard]] std::string& bytes() { return bytes_; }
+
+  void begin_row(int16_t fields) { put_int16(fields); }
+
+  void null() { put_int32(-1); }
+
+  void text(std::string_view s) {
+    put_int32(static_cast<int32_t>(s.size()));
+    bytes_.append(s);
+  }
+
+  void optional_text(std::string_view s) {
+    if (s.empty())
+      null();
+    else
+      text(s);
+  }
+
+  /// A UUID in canonical text form (checked by the caller) as 16 bytes.
+  void uuid(std::string_view s) {
+    put_int32(16);
+    auto hex = [](char c) {
+      return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+    };
+    for (size_t i = 0; i < s.size();) {
+      if (s[i] == '-') {
+        ++i;
+        continue;
+      }
+      bytes_.push_back(static_cast<char>(hex(s[i]) * 16 + hex(s[i + 1])));
+      i += 2;
+    }
+  }
+
+  void optional_uuid(std::string_view s) {
+    if (s.empty())
+      null();
+    else
+      uuid(s);
+  }
+
+  /// float32 little-endian, whatever the host's byte order; NULL for none.
+  void embedding(const std::vector<float>& v) {
+    if (v.empty()) {
+      null();
+      return;
+    }
+    put_int32(static_cast<int32_t>(v.size() * 4));
+    auto at = bytes_.size();
+    bytes_.resize(at + v.size() * 4);
+    auto* out = bytes_.data() + at;
+    for (float f : v) {
+      auto u = std::bit_cast<uint32_t>(f);
+      for (int i = 0; i < 4; ++i)
+        *out++ = static_cast<char>((u >> (8 * i)) & 0xff);
+    }
+  }
+
+  void int4(int32_t x) {
+    put_int32(4);
+    put_int32(x);
+  }
+
+  void boolean(bool x) {
+    put_int32(1);
+    bytes_.push_back(x ? 1 : 0);
+  }
+
+  /// Epoch microseconds; 0 is NULL.
+  void timestamptz(int64_t us) {
+    if (us == 0) {
+      null();
+      return;
+    }
+    put_int32(8);
+    put_int64(us - postgres_epoch_us);
+  }
+
+  /// A JSON text as jsonb (version 1), with the newline that ends the row.
+  void jsonb_ending_row(std::string_view json) {
+    put_int32(static_cast<int32_t>(json.size() + 2));
+    bytes_.push_back(1);
+    bytes_.append(json);
+    bytes_.push_back('\n');
+  }
+
+private:
+  void put_int16(int16_t x) {
+    auto u = static_cast<uint16_t>(x);
+    bytes_.push_back(static_cast<char>(u >> 8));
+    bytes_.push_back(static_cast<char>(u & 0xff));
+  }
+
+  void put_int32(int32_t x) {
+    auto u = static_cast<uint32_t>(x);
+    for (int shift = 24; shift >= 0; shift -= 8)
+      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+
+  void put_int64(int64_t x) {
+    auto u = static_cast<uint64_t>(x);
+    for (int shift = 56; shift >= 0; shift -= 8)
+      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+
+  std::string bytes_;
+};
+
+/// Streams `rows` rows into `table` (`columns`, the last a jsonb) by binary
+/// COPY: `write_row(buffer, i)` writes row i (begin_row first,
+/// jsonb_ending_row last). Throws what libpqxx throws for a refused row.
+template <class WriteRow>
+void copy_binary(pqxx::transaction_base& tx, const std::string& table,
+                 const std::vector<std::string>& columns, size_t rows,
+                 WriteRow&& write_row) {
+  // "COPY BINARY table (...) FROM STDIN": the form of the binary option
+  // that fits tablewriter's "COPY <table> (<columns>) FROM STDIN".
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter copy{tx, "BINARY " + table, columns.begin(),
+                         columns.end()};
+#pragma GCC diagnostic pop
+  binary_copy_buffer out;
+  out.bytes().reserve(copy_piece_bytes + 64 * 1024);
+  for (size_t i = 0; i < rows; ++i) {
+    write_row(out, i);
+    if (out.bytes().size() >= copy_piece_bytes || i + 1 == rows) {
+      copy.write_raw_line(out.bytes());
+      out.bytes().clear();
+    }
+  }
+  copy.complete();
+}
+
+} // namespace engram::storage
