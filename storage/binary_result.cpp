@@ -61,8 +61,57 @@ binary_result binary_result::exec(
   return out;
 }
 
+binary_cursor::binary_cursor(pqxx::dbtransaction& tx,
+                             const std::string& name, size_t chunk)
+  : tx_{tx},
+    fetch_{"FETCH " + std::to_string(chunk) + " FROM " + name},
+    chunk_{chunk} {
+}
+
+binary_cursor::~binary_cursor() {
+  if (!in_flight_)
+    return;
+  auto* conn = connection_of::get(tx_);
+  while (auto* r = PQgetResult(conn))
+    PQclear(r);
+}
+
+void binary_cursor::send() {
+  auto* conn = connection_of::get(tx_);
+  if (PQsendQueryParams(conn, fetch_.c_str(), 0, nullptr, nullptr, nullptr,
+                        nullptr, /*resultFormat=*/1)
+      == 0)
+    throw pqxx::broken_connection{PQerrorMessage(conn)};
+  in_flight_ = true;
+}
+
+binary_result binary_cursor::next() {
+  if (done_)
+    return binary_result{nullptr};
+  if (!in_flight_)
+    send();
+  auto* conn = connection_of::get(tx_);
+  binary_result out{PQgetResult(conn)};
+  // The end of this query's results: the connection takes the next one.
+  while (auto* extra = PQgetResult(conn))
+    PQclear(extra);
+  in_flight_ = false;
+  auto* r = out.res_.get();
+  if (r == nullptr)
+    throw pqxx::broken_connection{PQerrorMessage(conn)};
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    throw pqxx::sql_error{PQresultErrorMessage(r), fetch_, state};
+  }
+  if (out.rows() < chunk_)
+    done_ = true;
+  else
+    send();
+  return out;
+}
+
 size_t binary_result::rows() const {
-  return static_cast<size_t>(PQntuples(res_.get()));
+  return res_ ? static_cast<size_t>(PQntuples(res_.get())) : 0;
 }
 
 bool binary_result::is_null(size_t row, int col) const {

@@ -49,6 +49,7 @@ public:
   [[nodiscard]] std::span<const std::byte> bytes(size_t row, int col) const;
 
 private:
+  friend class binary_cursor;
   struct clear {
     void operator()(pg_result* r) const;
   };
@@ -58,6 +59,33 @@ private:
                                                  int size) const;
 
   std::unique_ptr<pg_result, clear> res_;
+};
+
+/// Reads a cursor declared in `tx` (DECLARE ... BINARY CURSOR) `chunk`
+/// rows at a time, asking for the next chunk as soon as one arrives: the
+/// server reads and sends it while the caller decodes the one before.
+/// Destroying the cursor waits for a chunk still on its way (the
+/// connection is then free for the transaction again).
+class binary_cursor {
+public:
+  binary_cursor(pqxx::dbtransaction& tx, const std::string& name,
+                size_t chunk);
+  binary_cursor(const binary_cursor&) = delete;
+  binary_cursor& operator=(const binary_cursor&) = delete;
+  ~binary_cursor();
+
+  /// The next chunk; one of no rows at the end. Throws pqxx::sql_error
+  /// when the server refuses a FETCH.
+  binary_result next();
+
+private:
+  void send();
+
+  pqxx::dbtransaction& tx_;
+  std::string fetch_;
+  size_t chunk_;
+  bool in_flight_ = false;
+  bool done_ = false;
 };
 
 /// Appends a bytea of float32 little-endian values to `out`; returns how

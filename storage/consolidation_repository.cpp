@@ -402,9 +402,9 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
   auto n = tx.exec1("SELECT count(*) FROM engram.memories WHERE " + project_is)[0]
              .as<size_t>();
   out.memories.reserve(n);
+  binary_cursor cursor{block, "engram_snapshot", 2048};
   for (;;) {
-    auto rows = binary_result::exec(block, "FETCH 2048 FROM engram_snapshot",
-                                    {});
+    auto rows = cursor.next();
     auto chunk = rows.rows();
     if (chunk == 0)
       break;

@@ -70,3 +70,58 @@ TEST_F(binary_result_test, sees_the_transactions_own_writes_and_reports_errors) 
                  tx, "SELECT * FROM no_such_table", {}),
                pqxx::sql_error);
 }
+
+TEST_F(binary_result_test, a_cursor_reads_every_row_once_in_chunks_and_frees_the_connection) {
+  for (int total : {0, 5, 6, 7, 18}) {
+    pqxx::work tx{conn};
+    tx.exec0("DECLARE c BINARY NO SCROLL CURSOR FOR "
+             "SELECT g::int8 FROM generate_series(1, "
+             + std::to_string(total) + ") g ORDER BY g");
+    std::vector<int64_t> seen;
+    size_t chunks = 0;
+    {
+      storage::binary_cursor cursor{tx, "c", 6};
+      for (;;) {
+        auto rows = cursor.next();
+        if (rows.rows() == 0)
+          break;
+        ++chunks;
+        EXPECT_LE(rows.rows(), 6u);
+        for (size_t r = 0; r < rows.rows(); ++r)
+          seen.push_back(rows.int8(r, 0));
+      }
+      // The end stays the end.
+      EXPECT_EQ(cursor.next().rows(), 0u);
+    }
+    std::vector<int64_t> expected(static_cast<size_t>(total));
+    for (int i = 0; i < total; ++i)
+      expected[static_cast<size_t>(i)] = i + 1;
+    EXPECT_EQ(seen, expected) << total << " rows";
+    EXPECT_EQ(chunks, static_cast<size_t>((total + 5) / 6)) << total << " rows";
+    // No FETCH is left on the connection: the transaction goes on.
+    tx.exec0("CLOSE c");
+    EXPECT_EQ(tx.exec1("SELECT 1")[0].as<int>(), 1);
+  }
+}
+
+TEST_F(binary_result_test, a_cursor_left_mid_way_waits_for_its_fetch_in_flight) {
+  pqxx::work tx{conn};
+  tx.exec0("DECLARE c BINARY NO SCROLL CURSOR FOR "
+           "SELECT g::int8 FROM generate_series(1, 100) g");
+  {
+    storage::binary_cursor cursor{tx, "c", 10};
+    EXPECT_EQ(cursor.next().rows(), 10u); // the next FETCH is on its way
+  }
+  // The connection is free for the transaction (the second chunk was read
+  // and dropped): the cursor goes on from row 21.
+  auto next = storage::binary_result::exec(tx, "FETCH 1 FROM c", {});
+  ASSERT_EQ(next.rows(), 1u);
+  EXPECT_EQ(next.int8(0, 0), 21);
+  tx.exec0("CLOSE c");
+}
+
+TEST_F(binary_result_test, a_cursor_reports_the_servers_refusal) {
+  pqxx::work tx{conn};
+  storage::binary_cursor cursor{tx, "no_such_cursor", 10};
+  EXPECT_THROW((void) cursor.next(), pqxx::sql_error);
+}
