@@ -46,7 +46,9 @@ protected:
       caf::anon_send_exit(system_handle, caf::exit_reason::kill);
   }
 
-  task_system_options system_options(std::string queues = "default=2") {
+  /// `channel`: what the shared listener listens on.
+  task_system_options system_options(std::string queues = "default=2",
+                                     std::string channel = "engram_tasks") {
     task_system_options opts;
     opts.queues = std::get<std::vector<queue_spec>>(parse_queue_list(queues));
     opts.queue_defaults.worker_id = "test-node";
@@ -62,11 +64,11 @@ protected:
     opts.spawn_task_store = [this, storage](caf::actor_system& sys) {
       return spawn_task_store(sys, storage, clock);
     };
-    opts.spawn_listener = [storage](caf::actor_system& sys,
-                                    notification_callback cb) {
+    opts.spawn_listener = [storage, channel](caf::actor_system& sys,
+                                             notification_callback cb) {
       listener_options lopts;
       lopts.storage = storage;
-      lopts.channels = {"engram_tasks"};
+      lopts.channels = {channel};
       lopts.wait_slice = 20ms;
       return spawn_notification_listener(sys, lopts, std::move(cb));
     };
@@ -173,16 +175,7 @@ TEST_F(task_queue_test, an_idle_queues_claimer_claims_on_its_own_notification) {
   // The listener hears nothing (another channel) and the clock stands
   // still (no poll falls due): only the claimer's own LISTEN can start the
   // tasks enqueued while the queue is idle.
-  auto opts = system_options();
-  auto storage = test::fast_storage_options(db);
-  opts.spawn_listener = [storage](caf::actor_system& sys,
-                                  notification_callback cb) {
-    listener_options lopts;
-    lopts.storage = storage;
-    lopts.channels = {"engram_tests_silent"};
-    lopts.wait_slice = 20ms;
-    return spawn_notification_listener(sys, lopts, std::move(cb));
-  };
+  auto opts = system_options("default=2", "engram_tests_silent");
   system_handle = spawn_task_system(sys, opts, registry, services, nullptr);
   for (int i = 0; i < 3; ++i) {
     std::this_thread::sleep_for(100ms); // idle again
