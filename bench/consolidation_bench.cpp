@@ -9,7 +9,9 @@
 // "1k,10k"; default "1k,10k,100k,stress,kernel"):
 //  1. PUT /api/projects/{id}, then the memories through the real import API
 //     (POST /api/projects/{id}/memories, NDJSON bodies of at most 15 MiB,
-//     ENGRAM_BENCH_IMPORT_CONNECTIONS connections, default 2): import
+//     ENGRAM_BENCH_IMPORT_CONNECTIONS connections, default 2; vectors as
+//     JSON numbers, or as base64 float32 with ENGRAM_BENCH_VECTORS=base64,
+//     the form OpenAI-compatible APIs answer with): import
 //     rows/s over the whole import (HTTP, JSON parsing, COPY, commit). The
 //     bodies are built before the clock starts. Vectors carry the model
 //     "bench-384", not the daemon's embedder's, so merged memories keep their
@@ -358,13 +360,14 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 /// NDJSON bodies of at most max_body bytes and max_rows_per_body rows.
-std::vector<std::string> build_bodies(const bench::generated_project& p) {
+std::vector<std::string> build_bodies(const bench::generated_project& p,
+                                      bench::vector_form form) {
   std::vector<std::string> bodies;
   std::string body, line;
   size_t rows = 0;
   for (size_t i = 0; i < p.memories.size(); ++i) {
     line.clear();
-    bench::append_ndjson(p, i, bench_model, line);
+    bench::append_ndjson(p, i, bench_model, line, form);
     if (rows > 0 && (body.size() + line.size() > max_body || rows == max_rows_per_body)) {
       bodies.push_back(std::move(body));
       body.clear();
@@ -395,6 +398,9 @@ struct bench_env {
   caf::actor_system* sys = nullptr;
   /// ENGRAM_BENCH_IMPORT_ONLY: each set stops after its import.
   bool import_only = false;
+  /// ENGRAM_BENCH_VECTORS=base64: the import sends vectors as base64
+  /// float32 instead of JSON numbers (the same values).
+  bench::vector_form vectors = bench::vector_form::numbers;
   /// The embedded server's postmaster (its CPU and its children's).
   int postmaster_pid = 0;
   uint16_t port = 0;
@@ -493,7 +499,7 @@ void run_set(const bench_env& env, const set_spec& spec) {
   gopts.now_us = to_epoch_us(real_clock().now());
   auto g0 = steady::now();
   auto project_data = bench::generate_project(gopts);
-  auto bodies = build_bodies(project_data);
+  auto bodies = build_bodies(project_data, env.vectors);
   size_t bytes = 0;
   for (const auto& b : bodies)
     bytes += b.size();
@@ -519,10 +525,12 @@ void run_set(const bench_env& env, const set_spec& spec) {
   auto import_cpu = process_cpu_seconds() - import_cpu0;
   auto import_pg = tree_cpu_seconds(env.postmaster_pid) - import_pg0;
   auto rows_per_s = static_cast<double>(spec.count) / import_s;
-  std::printf("import: %zu NDJSON requests (%.0f MB, <= %zu rows and 15 MiB "
-              "each, %zu connections) in %.2f s: %s rows/s  [target >= "
-              "50,000 rows/s: %s]\n",
+  std::printf("import: %zu NDJSON requests (%.0f MB, vectors as %s, <= %zu "
+              "rows and 15 MiB each, %zu connections) in %.2f s: %s rows/s  "
+              "[target >= 50,000 rows/s: %s]\n",
               bodies.size(), static_cast<double>(bytes) / 1e6,
+              env.vectors == bench::vector_form::base64 ? "base64 float32"
+                                                        : "JSON numbers",
               max_rows_per_body, env.connections, import_s,
               thousands(rows_per_s).c_str(), verdict(rows_per_s >= 50000));
   std::printf("  import CPU: bench process %.2f s (daemon and HTTP client), "
@@ -892,6 +900,8 @@ int main() {
   env.connections = static_cast<size_t>(
     std::stoul(env_or("ENGRAM_BENCH_IMPORT_CONNECTIONS", "2")));
   env.import_only = env_or("ENGRAM_BENCH_IMPORT_ONLY", "") == "1";
+  if (env_or("ENGRAM_BENCH_VECTORS", "numbers") == "base64")
+    env.vectors = bench::vector_form::base64;
   {
     pqxx::connection c{db};
     pqxx::nontransaction tx{c};

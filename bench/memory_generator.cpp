@@ -1,6 +1,7 @@
 #include "bench/memory_generator.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -495,8 +496,36 @@ generated_project generate_project(const generator_options& opts) {
   return p;
 }
 
+namespace {
+
+void append_base64(std::string& out, std::string_view bytes) {
+  static constexpr char alphabet[]
+    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  auto at = [&](size_t k) { return static_cast<unsigned char>(bytes[k]); };
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t v = (at(i) << 16) | (at(i + 1) << 8) | at(i + 2);
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += alphabet[v & 63];
+  }
+  if (auto left = bytes.size() - i; left > 0) {
+    uint32_t v = at(i) << 16;
+    if (left == 2)
+      v |= at(i + 1) << 8;
+    out += alphabet[v >> 18];
+    out += alphabet[(v >> 12) & 63];
+    out += left == 2 ? alphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+}
+
+} // namespace
+
 void append_ndjson(const generated_project& p, size_t i,
-                   const std::string& model, std::string& out) {
+                   const std::string& model, std::string& out,
+                   vector_form form) {
   const auto& m = p.memories[i];
   out += '{';
   if (!m.agent_id.empty()) {
@@ -531,9 +560,28 @@ void append_ndjson(const generated_project& p, size_t i,
   append_escaped(out, m.content);
   out += ",\"embedding_model\":\"";
   out += model;
-  out += "\",\"embedding\":[";
   const float* v = p.vector(i);
   char buf[32];
+  if (form == vector_form::base64) {
+    // The values the numbers would carry (6 significant digits), as
+    // little-endian float32 bytes in base64.
+    std::string bytes;
+    bytes.reserve(p.dim * 4);
+    for (size_t k = 0; k < p.dim; ++k) {
+      auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v[k],
+                                     std::chars_format::general, 6);
+      float f = 0;
+      std::from_chars(buf, end, f);
+      auto u = std::bit_cast<uint32_t>(f);
+      for (int b = 0; b < 4; ++b)
+        bytes.push_back(static_cast<char>((u >> (8 * b)) & 0xff));
+    }
+    out += "\",\"embedding\":\"";
+    append_base64(out, bytes);
+    out += "\"}\n";
+    return;
+  }
+  out += "\",\"embedding\":[";
   for (size_t k = 0; k < p.dim; ++k) {
     if (k > 0)
       out += ',';

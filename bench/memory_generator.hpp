@@ -91,10 +91,15 @@ struct generated_project {
 
 [[nodiscard]] generated_project generate_project(const generator_options& opts);
 
+/// How an NDJSON line carries its embedding: a JSON array of numbers, or
+/// base64 of little-endian float32 (as OpenAI's encoding_format "base64").
+enum class vector_form { numbers, base64 };
+
 /// Appends memory `i` of `p` as one NDJSON line (with '\n') of the import
 /// API: its fields, RFC 3339 times, the embedding with 6 significant digits
-/// and `model` as its embedding_model.
+/// (in either form the same values) and `model` as its embedding_model.
 void append_ndjson(const generated_project& p, size_t i,
-                   const std::string& model, std::string& out);
+                   const std::string& model, std::string& out,
+                   vector_form form = vector_form::numbers);
 
 } // namespace engram::bench

@@ -1,6 +1,8 @@
 #include "http/memory_routes.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstddef>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -18,6 +20,7 @@
 #include "http/json_body.hpp"
 #include "http/json_values.hpp"
 #include "messages/cache.hpp"
+#include "runtime/base64.hpp"
 #include "runtime/uuid.hpp"
 
 namespace engram::http {
@@ -150,16 +153,63 @@ int64_t time_value(json_fields& fields, simdjson::ondemand::value v,
   return to_epoch_us(wall_time{*t}) + fraction_us;
 }
 
+/// Reads an embedding sent as base64 of little-endian float32 values (as
+/// OpenAI-compatible APIs answer with encoding_format "base64") into `out`.
+void embedding_base64(json_fields& fields, simdjson::ondemand::value v,
+                      const std::string& key, std::vector<float>& out) {
+  std::string_view text;
+  if (v.get_string().get(text))
+    throw body_error{"malformed JSON at " + fields.name(key)};
+  thread_local std::vector<std::byte> bytes;
+  bytes.clear();
+  if (!base64_decode(text, bytes))
+    throw body_error{fields.name(key)
+                     + " is a string but not base64 (of float32 values)"};
+  if (bytes.size() % 4 != 0)
+    throw body_error{fields.name(key) + " decodes to "
+                     + std::to_string(bytes.size())
+                     + " bytes, not whole float32 values"};
+  auto n = bytes.size() / 4;
+  if (n == 0)
+    throw body_error{fields.name(key)
+                     + " must not be empty (leave it out or send null for "
+                       "none)"};
+  if (n > max_embedding_dimension)
+    throw body_error{fields.name(key) + " has more than "
+                     + std::to_string(max_embedding_dimension)
+                     + " dimensions"};
+  out.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    uint32_t u = 0;
+    for (size_t b = 0; b < 4; ++b)
+      u |= std::to_integer<uint32_t>(bytes[4 * k + b]) << (8 * b);
+    auto f = std::bit_cast<float>(u);
+    if (!std::isfinite(f)) [[unlikely]]
+      throw body_error{fields.name(key) + "[" + std::to_string(k)
+                       + "] must be a finite number (float32)"};
+    out[k] = f;
+  }
+}
+
 /// Reads the embedding `v` into `out` (emptied first; its capacity is kept,
 /// so a caller that reads many rows can hand in a vector of the expected
 /// dimension). Numbers are read straight into floats: no value or name is
 /// built per element, only when one is refused.
 void embedding_value(json_fields& fields, simdjson::ondemand::value v,
                      const std::string& key, std::vector<float>& out) {
+  out.clear();
+  simdjson::ondemand::json_type type;
+  if (v.type().get(type))
+    throw body_error{"malformed JSON at " + fields.name(key)};
+  if (type == simdjson::ondemand::json_type::string) {
+    embedding_base64(fields, v, key, out);
+    return;
+  }
   simdjson::ondemand::array arr;
   if (v.get_array().get(arr))
-    throw body_error{fields.name(key) + " must be an array of numbers"};
-  out.clear();
+    throw body_error{fields.name(key)
+                     + " must be an array of numbers or a base64 string of "
+                       "float32 values"};
   auto at = [&] {
     return fields.name(key) + "[" + std::to_string(out.size()) + "]";
   };

@@ -368,6 +368,34 @@ TEST_F(memory_routes_test, an_array_import_keeps_given_embeddings_and_embeds_the
     ASSERT_EQ(static_cast<float>(got[i].as_double()), expected[i]) << i;
 }
 
+TEST_F(memory_routes_test, an_embedding_may_come_as_base64_float32_as_openai_sends_it) {
+  serve();
+  auto project = make_project();
+  // [1.0, -2.0, 0.5] as little-endian float32, padded and unpadded.
+  auto r = import(project, R"([
+    {"content": "a", "type": "semantic", "embedding": "AACAPwAAAMAAAAA/",
+     "embedding_model": "client-3"},
+    {"content": "b", "type": "semantic", "embedding": [1, -2, 0.5],
+     "embedding_model": "client-3"},
+    {"content": "c", "type": "semantic", "embedding": "AACAPw",
+     "embedding_model": "client-1"}
+  ])");
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto ids = object_of(r)["ids"].as_array();
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(*embed_calls, 0);
+  auto vector_of = [&](const boost::json::value& id) {
+    auto m = object_of(call("GET", "/api/memories/" + str(id)));
+    std::vector<double> v;
+    for (const auto& x : m["embedding"].as_array())
+      v.push_back(x.to_number<double>());
+    return v;
+  };
+  EXPECT_EQ(vector_of(ids[0]), (std::vector<double>{1.0, -2.0, 0.5}));
+  EXPECT_EQ(vector_of(ids[0]), vector_of(ids[1]));
+  EXPECT_EQ(vector_of(ids[2]), (std::vector<double>{1.0}));
+}
+
 TEST_F(memory_routes_test, an_ndjson_import_is_read_line_by_line) {
   serve();
   auto project = make_project();
@@ -450,6 +478,16 @@ TEST_F(memory_routes_test, every_bad_row_is_refused_naming_the_row_and_field) {
      "memories[1].embedding must not be empty"},
     {R"({"content": "x", "type": "semantic", "embedding": {"a": 1}, "embedding_model": "m"})",
      "memories[1].embedding must be an array of numbers"},
+    {R"({"content": "x", "type": "semantic", "embedding": "not base64!", "embedding_model": "m"})",
+     "memories[1].embedding is a string but not base64"},
+    {R"({"content": "x", "type": "semantic", "embedding": "AAA=A", "embedding_model": "m"})",
+     "memories[1].embedding is a string but not base64"},
+    {R"({"content": "x", "type": "semantic", "embedding": "AAAA", "embedding_model": "m"})",
+     "memories[1].embedding decodes to 3 bytes, not whole float32 values"},
+    {R"({"content": "x", "type": "semantic", "embedding": "", "embedding_model": "m"})",
+     "memories[1].embedding must not be empty"},
+    {R"({"content": "x", "type": "semantic", "embedding": "AACAPwAAwH8=", "embedding_model": "m"})",
+     "memories[1].embedding[1] must be a finite number"},
     {R"({"content": "x", "type": "semantic", "embedding": [1, 2]})",
      "memories[1].embedding_model is required with an embedding"},
     {R"({"content": "x", "type": "semantic", "embedding_model": "m"})",
