@@ -18,6 +18,7 @@
 #include "runtime/uuid.hpp"
 #include "storage/binary_copy.hpp"
 #include "storage/binary_result.hpp"
+#include "storage/platform_repository.hpp"
 #include "storage/sql_values.hpp"
 #include "storage/task_repository.hpp"
 
@@ -520,6 +521,11 @@ commit_phase(pqxx::transaction_base& tx,
     return err;
   auto started = std::chrono::steady_clock::now();
   auto project = lower(c.project_id);
+  // Held to the commit: the project cannot go while its memories are
+  // written (memories.project_id has no foreign key; migration 011).
+  if (!lock_project(tx, project))
+    return refused(errc::not_found,
+                   "project " + project + " no longer exists");
   auto now_us = c.now_us;
   auto now_text = format_utc(from_epoch_us(now_us));
   ensure_scratch_tables(tx);

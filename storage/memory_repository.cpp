@@ -280,7 +280,7 @@ import_memories(pqxx::dbtransaction& tx,
                       "an import takes at most "
                         + std::to_string(max_import_rows) + " memories, got "
                         + std::to_string(rows.size()));
-  if (!get_project(tx, req.project_id))
+  if (!lock_project(tx, req.project_id))
     return make_error(errc::not_found,
                       "project_id: no project with id " + req.project_id);
   // Everything that can be checked without the database, before writing.

@@ -104,6 +104,15 @@ std::optional<project_row> get_project(pqxx::transaction_base& tx,
   return to_project(rows[0]);
 }
 
+bool lock_project(pqxx::transaction_base& tx, const std::string& id) {
+  if (!is_uuid(id))
+    return false;
+  return !tx.exec_params("SELECT 1 FROM engram.projects WHERE id = $1::uuid "
+                         "FOR KEY SHARE",
+                         id)
+            .empty();
+}
+
 agent_row create_agent(pqxx::transaction_base& tx, const new_agent& a,
                        wall_time now) {
   auto row = tx.exec_params1(
@@ -142,6 +151,9 @@ insert_extracted_memories(pqxx::transaction_base& tx,
   extraction_result result;
   if (facts.empty())
     return result;
+  if (!lock_project(tx, project_id))
+    throw std::invalid_argument("project " + project_id
+                                + " does not exist (any more)");
   // Held until the transaction ends: a concurrent extraction for the same
   // project and agent waits, then sees what this one inserted.
   tx.exec_params("SELECT pg_advisory_xact_lock($1, "

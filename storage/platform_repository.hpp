@@ -91,6 +91,13 @@ struct extraction_result {
 [[nodiscard]] std::optional<project_row>
 get_project(pqxx::transaction_base& tx, const std::string& id);
 
+/// Locks project `id` against deletion (FOR KEY SHARE) until the
+/// transaction ends; false when there is no such project. Every
+/// transaction that inserts memories takes it first: memories.project_id
+/// has no foreign key (migration 011).
+[[nodiscard]] bool lock_project(pqxx::transaction_base& tx,
+                                const std::string& id);
+
 /// Creates an agent created (and updated) at `now`. An unknown project
 /// violates a foreign key, a malformed id is refused by the cast (pqxx
 /// exceptions either way).

@@ -1023,6 +1023,30 @@ TEST_F(consolidation_repository_test, a_change_to_a_memory_that_is_no_longer_act
   EXPECT_EQ(column(ids[3], "status"), "superseded");
 }
 
+TEST_F(consolidation_repository_test, a_commit_for_a_project_deleted_meanwhile_writes_nothing) {
+  auto a = connect();
+  auto ids = import({row("a", {1, 0}), row("b", {0.9f, 0.1f})});
+  auto job = running_job(*a);
+  exec("DELETE FROM engram.projects WHERE id = " + quoted(project));
+  EXPECT_EQ(query("SELECT count(*) FROM engram.memories"), "0")
+    << "the project's memories went with it";
+  auto pc = phase(job, "summarize");
+  consolidation::new_memory n;
+  n.id = random_uuid();
+  n.type = "semantic";
+  n.content = "summary";
+  pc.inserts = {n};
+  pc.audits = {{n.id, "created", "{}"}};
+  auto refused = commit(*a, pc);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(code_of(refused.error()), errc::not_found);
+  EXPECT_NE(message_of(refused.error()).find("no longer exists"),
+            std::string::npos);
+  EXPECT_EQ(query("SELECT count(*) FROM engram.memories"), "0")
+    << "no memory of a deleted project";
+  EXPECT_EQ(query("SELECT count(*) FROM engram.memory_audit"), "0");
+}
+
 // -- load_snapshot ----------------------------------------------------------------------
 
 TEST_F(consolidation_repository_test, a_snapshot_holds_the_active_memories_in_order_with_exact_vectors) {

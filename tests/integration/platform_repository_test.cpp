@@ -344,4 +344,33 @@ TEST_F(platform_repository_test, deleting_memories_jobs_and_projects_keeps_audit
   exec("DELETE FROM engram.projects WHERE id = " + quoted(project));
   EXPECT_EQ(audits_of(member), 0) << "a project's audit goes with it";
   EXPECT_EQ(audits_of(elsewhere), 1) << "other projects keep theirs";
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memories WHERE project_id = "
+                  + quoted(project)),
+            0)
+    << "a project's memories go with it";
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memories WHERE project_id = "
+                  + quoted(other_project)),
+            1);
+}
+
+// memories.project_id has no foreign key (migration 011): a writer locks
+// the project instead, which keeps a delete from going under it.
+TEST_F(platform_repository_test, a_locked_project_cannot_be_deleted_until_the_writer_commits) {
+  pqxx::connection writer_conn{db};
+  pqxx::work writer{writer_conn};
+  EXPECT_TRUE(storage::lock_project(writer, project));
+  EXPECT_FALSE(storage::lock_project(writer, "0e4b8a5c-4f1e-4b7a-9a57-3f3d6f1c2b10"));
+  EXPECT_FALSE(storage::lock_project(writer, "not-a-uuid"));
+  {
+    pqxx::work deleter{*conn};
+    deleter.exec0("SET LOCAL lock_timeout = '200ms'");
+    EXPECT_THROW(deleter.exec0("DELETE FROM engram.projects WHERE id = "
+                               + quoted(project)),
+                 pqxx::sql_error);
+  }
+  writer.commit();
+  exec("DELETE FROM engram.projects WHERE id = " + quoted(project));
+  EXPECT_EQ(count("SELECT count(*) FROM engram.projects WHERE id = "
+                  + quoted(project)),
+            0);
 }
