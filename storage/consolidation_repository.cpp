@@ -140,21 +140,26 @@ std::vector<uint32_t> order_by(const std::vector<T>& xs, Key key) {
 }
 
 /// Makes the session's scratch tables (once per session; emptied at every
-/// commit).
+/// commit). Each is keyed by what the statements join it on: temporary
+/// tables have no statistics, and a project imported since the last
+/// ANALYZE is estimated at one memory, so the planner may put the project's
+/// memories outside a nested loop; with a key on the scratch side that loop
+/// is an index lookup per memory, not a scan of the scratch table per
+/// memory (25,000 × 2,208 rows compared: 7.4 s for one merge commit).
 void ensure_scratch_tables(pqxx::transaction_base& tx) {
   tx.exec0(
     "CREATE TEMP TABLE IF NOT EXISTS consolidation_rewrites ("
-    "  id uuid, content text, embedding bytea, embedding_model text, "
-    "  importance integer) ON COMMIT DELETE ROWS;"
+    "  id uuid PRIMARY KEY, content text, embedding bytea, "
+    "  embedding_model text, importance integer) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS consolidation_supersedes ("
-    "  id uuid, by_id uuid) ON COMMIT DELETE ROWS;"
+    "  id uuid PRIMARY KEY, by_id uuid) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS consolidation_states ("
-    "  id uuid, status text, tier text, parent_id uuid) "
+    "  id uuid PRIMARY KEY, status text, tier text, parent_id uuid) "
     "  ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS consolidation_patterns ("
-    "  id uuid, seed_memory_id uuid, label text, support integer, "
-    "  member_ids uuid[], centroid bytea, embedding_model text, "
-    "  position integer) ON COMMIT DELETE ROWS");
+    "  id uuid, seed_memory_id uuid PRIMARY KEY, label text, "
+    "  support integer, member_ids uuid[], centroid bytea, "
+    "  embedding_model text, position integer) ON COMMIT DELETE ROWS");
 }
 
 /// Throws `conflict` through the caller: how many rows an update was

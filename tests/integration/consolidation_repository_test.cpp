@@ -748,9 +748,15 @@ TEST_F(consolidation_repository_test, a_commit_writes_inserts_rewrites_supersede
                   + quoted(job.id) + " AND project_id = " + quoted(project)
                   + " AND at = " + sql_time(noon() + 10s)),
             3);
+  // Written in memory id order (index locality); each memory's own rows
+  // keep the phase's order.
   EXPECT_EQ(query("SELECT string_agg(action || ':' || detail::text, ' ' "
-                  "ORDER BY id) FROM engram.memory_audit"),
-            R"(merged:{"absorbed": ["x"]} superseded:{} created:{"phase": "hierarchy"})");
+                  "ORDER BY action) FROM engram.memory_audit"),
+            R"(created:{"phase": "hierarchy"} merged:{"absorbed": ["x"]} superseded:{})");
+  EXPECT_EQ(query("SELECT bool_and(ordered) FROM (SELECT memory_id >= "
+                  "lag(memory_id, 1, memory_id) OVER (ORDER BY id) AS ordered "
+                  "FROM engram.memory_audit) x"),
+            "t");
   // The job's progress.
   EXPECT_EQ(done->phases_completed, std::vector<std::string>{"merge"});
   EXPECT_EQ(done->memories_processed, 6);
@@ -1021,6 +1027,26 @@ TEST_F(consolidation_repository_test, a_change_to_a_memory_that_is_no_longer_act
   auto done = commit(*a, ok);
   ASSERT_TRUE(done) << describe(done.error());
   EXPECT_EQ(column(ids[3], "status"), "superseded");
+}
+
+TEST_F(consolidation_repository_test, a_memorys_audit_rows_keep_the_phases_order) {
+  auto a = connect();
+  auto ids = import({row("a"), row("b"), row("c")});
+  auto job = running_job(*a);
+  auto pc = phase(job, "hierarchy");
+  // Interleaved across memories; each memory's rows in the phase's order.
+  pc.audits = {{ids[2], "first", "{}"},  {ids[0], "first", "{}"},
+               {ids[1], "first", "{}"},  {ids[2], "second", "{}"},
+               {ids[0], "second", "{}"}, {ids[2], "third", "{}"}};
+  auto done = commit(*a, pc);
+  ASSERT_TRUE(done) << describe(done.error());
+  auto history = [&](const std::string& id) {
+    return query("SELECT string_agg(action, ',' ORDER BY id) FROM "
+                 "engram.memory_audit WHERE memory_id = " + quoted(id));
+  };
+  EXPECT_EQ(history(ids[2]), "first,second,third");
+  EXPECT_EQ(history(ids[0]), "first,second");
+  EXPECT_EQ(history(ids[1]), "first");
 }
 
 TEST_F(consolidation_repository_test, a_commit_for_a_project_deleted_meanwhile_writes_nothing) {
