@@ -11,13 +11,12 @@
 #include <pwd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "messages/errc.hpp"
+#include "runtime/fork_exec.hpp"
 
 extern char** environ;
 
@@ -74,28 +73,6 @@ struct child_report {
   ::_exit(127);
 }
 
-/// Moves `fd` onto `target` and makes sure it survives exec.
-bool install_fd(int fd, int target) noexcept {
-  if (fd == target)
-    return ::fcntl(target, F_SETFD, 0) == 0;
-  return ::dup2(fd, target) == target;
-}
-
-/// Marks every descriptor >= 3 close-on-exec.
-void cloexec_from_3() noexcept {
-#ifdef SYS_close_range
-  // CLOSE_RANGE_CLOEXEC = (1U << 2), Linux 5.11+.
-  if (::syscall(SYS_close_range, 3U, ~0U, 1U << 2) == 0)
-    return;
-#endif
-  rlimit rl{};
-  long max_fd = 65536;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-    max_fd = std::min<long>(static_cast<long>(rl.rlim_cur), 1L << 20);
-  for (int fd = 3; fd < max_fd; ++fd)
-    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
 /// Switches to `uid`/`gid`/`groups` (async-signal-safe). Returns the failing
 /// step, or 0.
 int switch_user(bool as_root, uid_t uid, gid_t gid, const gid_t* groups,
@@ -115,47 +92,6 @@ int switch_user(bool as_root, uid_t uid, gid_t gid, const gid_t* groups,
     return static_cast<int>(child_step::setuid);
   return 0;
 }
-
-/// Blocks every signal in the calling thread for the duration of a fork, so
-/// the child never runs one of our handlers before it resets them.
-class block_all_signals {
-public:
-  block_all_signals() noexcept {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old_);
-  }
-  ~block_all_signals() {
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  block_all_signals(const block_all_signals&) = delete;
-  block_all_signals& operator=(const block_all_signals&) = delete;
-
-private:
-  sigset_t old_;
-};
-
-class unique_fd {
-public:
-  unique_fd() noexcept = default;
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  ~unique_fd() { reset(); }
-  void reset(int fd = -1) noexcept {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = fd;
-  }
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-
-private:
-  int fd_ = -1;
-};
 
 std::string lookup_env(const std::vector<std::string>& env,
                        std::string_view key) {

@@ -93,7 +93,7 @@ struct step_exit {
 /// (opened by the parent with O_CLOEXEC, outputs truncated), changes
 /// directory, sets PR_SET_PDEATHSIG = SIGKILL (then exits if the daemon is
 /// already gone) and marks every other descriptor close-on-exec
-/// (`cloexec_from_3`, copied from runtime/child_process.cpp). Failures of
+/// (`cloexec_from_3`, shared with runtime/child_process.cpp). Failures of
 /// those steps and of execve come back through a pipe of its own, so start
 /// always knows the pid to reap. The `bp::child` is detached at once and
 /// only the pid is kept: Boost never terminates, waits for or reaps it.
