@@ -22,6 +22,8 @@
 
 #include <toml++/toml.h>
 
+#include "runtime/toml_type_name.hpp"
+
 namespace engram {
 
 namespace {
@@ -437,32 +439,6 @@ std::optional<config_error> assign_text(config& cfg, const option& x,
 
 // -- the TOML file ------------------------------------------------------------
 
-std::string_view describe(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::none:
-      return "nothing";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-  }
-  return "an unknown type";
-}
-
 /// The value as written in the file (strings without quotes).
 std::string render(const toml::node& node) {
   if (auto s = node.as_string())
@@ -482,7 +458,7 @@ std::optional<config_error> assign_node(config& cfg, const option& x,
   auto refuse_type = [&] {
     return config_error{x.dotted(), given,
                         "expected " + std::string{expected_text(x.type)}
-                          + ", got " + std::string{describe(node.type())}
+                          + ", got " + std::string{toml_type_name(node.type())}
                           + std::string{origin}};
   };
   switch (x.type.type) {
@@ -590,7 +566,7 @@ std::optional<config_error> apply_file(config& cfg, const std::string& path) {
       return config_error{std::string{section}, render(section_node),
                           "expected a table ([" + std::string{section}
                             + "]), got "
-                            + std::string{describe(section_node.type())}
+                            + std::string{toml_type_name(section_node.type())}
                             + file_origin(path, section_node)};
     for (auto&& [key, node] : *table) {
       auto dotted = std::string{section} + "." + std::string{key.str()};

@@ -14,6 +14,7 @@
 
 #include "messages/errc.hpp"
 #include "runtime/config.hpp"
+#include "runtime/toml_type_name.hpp"
 
 namespace engram::workflows {
 
@@ -48,32 +49,6 @@ bool valid_env_name(std::string_view name) {
   return std::all_of(name.begin() + 1, name.end(), [&](char c) {
     return alpha(c) || (c >= '0' && c <= '9');
   });
-}
-
-std::string_view describe(toml::node_type type) {
-  switch (type) {
-    case toml::node_type::none:
-      return "nothing";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-  }
-  return "an unknown type";
 }
 
 /// `"text"` with quotes and backslashes escaped, for messages.
@@ -175,7 +150,7 @@ private:
                    const toml::node& node) {
     return refuse(key,
                   "expected " + std::string{expected} + ", got "
-                    + std::string{describe(node.type())} + " ("
+                    + std::string{toml_type_name(node.type())} + " ("
                     + render(node) + ")",
                   &node);
   }
