@@ -39,19 +39,6 @@ constexpr auto job_columns
     "coalesce(engram.to_us(j.completed_at), 0), coalesce(j.duration_ms, 0), "
     "coalesce(j.task_id, 0)";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    auto end = s.find(',', start);
-    if (end == std::string::npos)
-      end = s.size();
-    out.emplace_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 job_record job_of(const pqxx::row& row) {
   job_record j;
   j.id = row[0].as<std::string>();

@@ -2,8 +2,9 @@
 
 // Internal helpers of the repositories that move memories, vectors and
 // arrays in and out of PostgreSQL: bytea text for float32 vectors (COPY and
-// parameters), reading them back without a detour, array literals and
-// timestamps as COPY text. Not an API.
+// parameters), reading them back without a detour, array literals (and
+// array_to_string results split again) and timestamps as COPY text. Not an
+// API.
 
 #include <bit>
 #include <cstdint>
@@ -115,6 +116,22 @@ array_literal(const std::vector<std::string>& items) {
   }
   result += '}';
   return result;
+}
+
+/// The items of an `array_to_string(column, ',')` result, none for an empty
+/// one: for arrays whose items have no commas (ids, phase names).
+[[nodiscard]] inline std::vector<std::string>
+split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < s.size()) {
+    auto end = s.find(',', start);
+    if (end == std::string::npos)
+      end = s.size();
+    out.emplace_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
 }
 
 /// An epoch-microsecond time as timestamptz text; nullopt for 0 (none).

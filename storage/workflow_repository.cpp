@@ -82,14 +82,8 @@ std::vector<std::string> strings_of(const std::string& text) {
 
 std::vector<int64_t> ids_of(const std::string& commas) {
   std::vector<int64_t> out;
-  size_t start = 0;
-  while (start < commas.size()) {
-    auto end = commas.find(',', start);
-    if (end == std::string::npos)
-      end = commas.size();
-    out.push_back(std::stoll(commas.substr(start, end - start)));
-    start = end + 1;
-  }
+  for (const auto& id : split_commas(commas))
+    out.push_back(std::stoll(id));
   return out;
 }
 
