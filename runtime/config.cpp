@@ -315,18 +315,6 @@ std::vector<std::string> dotted_keys() {
   return result;
 }
 
-/// Renders a duration with the largest unit that divides it: 5s, 250ms, 2m.
-std::string format_duration(milliseconds d) {
-  auto ms = d.count();
-  if (ms != 0 && ms % 3'600'000 == 0)
-    return std::to_string(ms / 3'600'000) + "h";
-  if (ms != 0 && ms % 60'000 == 0)
-    return std::to_string(ms / 60'000) + "m";
-  if (ms != 0 && ms % 1000 == 0)
-    return std::to_string(ms / 1000) + "s";
-  return std::to_string(ms) + "ms";
-}
-
 std::string_view expected_text(const spec& type) {
   switch (type.type) {
     case kind::string:
@@ -775,6 +763,17 @@ std::optional<milliseconds> parse_duration(std::string_view text) {
   if (n > std::numeric_limits<int64_t>::max() / factor)
     return std::nullopt;
   return milliseconds{n * factor};
+}
+
+std::string format_duration(milliseconds d) {
+  auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0)
+    return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0)
+    return std::to_string(ms / 60'000) + "m";
+  if (ms != 0 && ms % 1000 == 0)
+    return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
 }
 
 std::vector<std::string> config_keys() {

@@ -297,6 +297,11 @@ parse_queue_list(std::string_view text);
 [[nodiscard]] std::optional<std::chrono::milliseconds>
 parse_duration(std::string_view text);
 
+/// Renders a duration with the largest unit that divides it: "2m", "90s",
+/// "250ms" (0 is "0ms"); parse_duration reads it back. For messages about
+/// durations, here and in the workflow definitions.
+[[nodiscard]] std::string format_duration(std::chrono::milliseconds d);
+
 /// The dotted keys of every option, in file order (for docs and tests).
 [[nodiscard]] std::vector<std::string> config_keys();
 

@@ -76,18 +76,6 @@ std::string render(const toml::node& node) {
   return out.str();
 }
 
-/// "90s", "5m", "250ms": the largest unit that divides the value.
-std::string format_duration(milliseconds d) {
-  auto n = d.count();
-  if (n != 0 && n % 3'600'000 == 0)
-    return std::to_string(n / 3'600'000) + "h";
-  if (n != 0 && n % 60'000 == 0)
-    return std::to_string(n / 60'000) + "m";
-  if (n != 0 && n % 1000 == 0)
-    return std::to_string(n / 1000) + "s";
-  return std::to_string(n) + "ms";
-}
-
 std::string join(const std::vector<std::string_view>& xs) {
   std::string out;
   for (auto x : xs) {
