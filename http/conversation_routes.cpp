@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <limits>
 #include <memory>
 #include <set>
@@ -100,18 +99,12 @@ response json_ok(status code, const json::object& body) {
 // -- reading requests ----------------------------------------------------------------
 
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 /// A UUID in canonical form (lower-cased), or body_error naming `what`.
 std::string uuid_of(const std::string& text, const std::string& what) {
   if (!is_uuid(text))
     throw body_error{what + " must be a UUID (8-4-4-4-12 hex digits), got '"
                      + text.substr(0, 64) + "'"};
-  return lower(text);
+  return ascii_lower(text);
 }
 
 /// The `{id}` of the path as a conversation id.

@@ -78,19 +78,12 @@ response json_ok(status code, const json::object& body) {
 
 // -- reading requests -------------------------------------------------------------
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'F')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 /// A UUID (lower-cased), or body_error naming `what`.
 std::string uuid_of(const std::string& text, const std::string& what) {
   if (!is_uuid(text))
     throw body_error{what + " must be a UUID (8-4-4-4-12 hex digits), got '"
                      + text.substr(0, 64) + "'"};
-  return lower(text);
+  return ascii_lower(text);
 }
 
 bool one_of(const std::string& x, std::initializer_list<const char*> set) {

@@ -23,6 +23,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/toml_type_name.hpp"
+#include "runtime/uuid.hpp"
 
 namespace engram {
 
@@ -251,14 +252,6 @@ std::string upper(std::string_view text) {
   return result;
 }
 
-std::string lower(std::string_view text) {
-  std::string result{text};
-  for (auto& c : result)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return result;
-}
-
 /// The environment variable that sets `x`, e.g. ENGRAM_HTTP__PORT.
 std::string env_name(const option& x) {
   return "ENGRAM_" + upper(x.section) + "__" + upper(x.key);
@@ -299,7 +292,7 @@ std::string suggestion(std::string_view given,
   const std::string* best = nullptr;
   size_t best_distance = 3; // More than two edits away is no longer a typo.
   for (auto& candidate : candidates) {
-    auto d = edit_distance(lower(given), lower(candidate));
+    auto d = edit_distance(ascii_lower(given), ascii_lower(candidate));
     if (d < best_distance) {
       best = &candidate;
       best_distance = d;
@@ -387,7 +380,7 @@ std::optional<int64_t> parse_integer(std::string_view text) {
 }
 
 std::optional<bool> parse_bool(std::string_view text) {
-  auto s = lower(text);
+  auto s = ascii_lower(text);
   if (s == "true" || s == "1" || s == "yes")
     return true;
   if (s == "false" || s == "0" || s == "no")
@@ -621,7 +614,7 @@ apply_flags(config& cfg,
 // -- checks across options ----------------------------------------------------
 
 bool is_loopback(const std::string& address) {
-  if (lower(address) == "localhost")
+  if (ascii_lower(address) == "localhost")
     return true;
   in_addr v4{};
   if (::inet_pton(AF_INET, address.c_str(), &v4) == 1)

@@ -14,6 +14,7 @@
 #include "messages/errc.hpp"
 #include "runtime/openai_api.hpp"
 #include "runtime/text_words.hpp"
+#include "runtime/uuid.hpp"
 
 namespace engram {
 
@@ -34,12 +35,6 @@ bool is_word_char(char c) noexcept {
 
 char lower(char c) noexcept {
   return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
-std::string to_lower(std::string_view x) {
-  std::string result{x};
-  std::transform(result.begin(), result.end(), result.begin(), lower);
-  return result;
 }
 
 std::string_view trim(std::string_view x) noexcept {
@@ -94,7 +89,7 @@ bool is_abbreviation(std::string_view line, size_t pos) {
          && (std::isalpha(static_cast<unsigned char>(line[start - 1]))
              || line[start - 1] == '.'))
     --start;
-  auto word = to_lower(line.substr(start, pos - start));
+  auto word = ascii_lower(line.substr(start, pos - start));
   if (word.empty())
     return false;
   if (word.size() == 1)

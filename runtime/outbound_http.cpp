@@ -24,6 +24,7 @@
 
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
+#include "runtime/uuid.hpp"
 
 namespace engram {
 
@@ -40,12 +41,6 @@ namespace {
 
 char lower(char c) noexcept {
   return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
-std::string to_lower(std::string_view x) {
-  std::string result{x};
-  std::transform(result.begin(), result.end(), result.begin(), lower);
-  return result;
 }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
@@ -484,7 +479,7 @@ caf::expected<parsed_url> parse_url(std::string_view url) {
   if (sep == std::string_view::npos)
     return fail("expected scheme://host");
   parsed_url result;
-  result.scheme = to_lower(url.substr(0, sep));
+  result.scheme = ascii_lower(url.substr(0, sep));
   if (result.scheme != "http" && result.scheme != "https")
     return fail("unsupported scheme '" + result.scheme
                 + "' (only http and https)");
@@ -501,7 +496,7 @@ caf::expected<parsed_url> parse_url(std::string_view url) {
     auto close = authority.find(']');
     if (close == std::string_view::npos)
       return fail("unterminated IPv6 address");
-    result.host = to_lower(authority.substr(1, close - 1));
+    result.host = ascii_lower(authority.substr(1, close - 1));
     boost::system::error_code ec;
     asio::ip::make_address_v6(result.host, ec);
     if (ec)
@@ -514,7 +509,7 @@ caf::expected<parsed_url> parse_url(std::string_view url) {
     }
   } else {
     auto colon = authority.find(':');
-    result.host = to_lower(authority.substr(0, colon));
+    result.host = ascii_lower(authority.substr(0, colon));
     if (colon != std::string_view::npos)
       port_text = authority.substr(colon + 1);
     auto host_char = [](char c) {

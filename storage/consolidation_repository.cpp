@@ -79,13 +79,6 @@ caf::error refused(errc code, std::string message) {
   return make_error(code, std::move(message));
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 /// The selected phases in their fixed order; an unknown or repeated name
 /// is an error (the message names it).
 caf::expected<std::vector<std::string>>
@@ -166,7 +159,7 @@ caf::error repeated_ids(const consolidation::phase_commit& c) {
   auto check = [](std::string_view what, auto&& ids) -> caf::error {
     std::set<std::string> seen;
     for (const auto& id : ids)
-      if (!seen.insert(lower(id)).second)
+      if (!seen.insert(ascii_lower(id)).second)
         return refused(errc::invalid_argument,
                        std::string{what} + ": memory " + id
                          + " is listed twice in one phase commit");
@@ -201,15 +194,15 @@ create_job(pqxx::transaction_base& tx,
   if (!phases)
     return phases.error();
   if (!req.id.empty())
-    if (auto existing = read_job(tx, lower(req.id))) {
-      if (existing->project_id != lower(req.project_id))
+    if (auto existing = read_job(tx, ascii_lower(req.id))) {
+      if (existing->project_id != ascii_lower(req.project_id))
         return refused(errc::conflict,
                        "job " + existing->id + " exists for project "
                          + existing->project_id + ", not "
-                         + lower(req.project_id));
+                         + ascii_lower(req.project_id));
       return *existing;
     }
-  auto id = req.id.empty() ? random_uuid() : lower(req.id);
+  auto id = req.id.empty() ? random_uuid() : ascii_lower(req.id);
   boost::json::object options;
   boost::json::array phase_list;
   for (const auto& p : *phases)
@@ -225,7 +218,7 @@ create_job(pqxx::transaction_base& tx,
     "   created_at) "
     "VALUES ($1, $2, 'queued', $3, $4, $5::jsonb, engram.from_us($6)) "
     "ON CONFLICT (id) DO NOTHING RETURNING id",
-    id, lower(req.project_id), req.trigger_type, optional_text(req.triggered_by),
+    id, ascii_lower(req.project_id), req.trigger_type, optional_text(req.triggered_by),
     boost::json::serialize(options), to_epoch_us(now));
   if (inserted.empty()) // created concurrently with the same id
     return *read_job(tx, id);
@@ -236,7 +229,7 @@ create_job(pqxx::transaction_base& tx,
   task.queue = req.queue;
   task.priority = req.priority;
   boost::json::object args;
-  args["project_id"] = lower(req.project_id);
+  args["project_id"] = ascii_lower(req.project_id);
   args["job_id"] = id;
   task.args_json = boost::json::serialize(args);
   task.unique_key = "consolidation.job:" + id;
@@ -249,7 +242,7 @@ create_job(pqxx::transaction_base& tx,
 
 caf::expected<job_record> get_job(pqxx::transaction_base& tx,
                                   const std::string& id) {
-  if (auto job = read_job(tx, lower(id)))
+  if (auto job = read_job(tx, ascii_lower(id)))
     return *job;
   return refused(errc::not_found, "no consolidation job " + id);
 }
@@ -285,7 +278,7 @@ list_jobs(pqxx::transaction_base& tx,
         "AND ($2 = '' OR (j.created_at, j.id) < "
         "  (engram.from_us($3), nullif($2, '')::uuid)) "
         "ORDER BY j.created_at DESC, j.id DESC LIMIT $4",
-    lower(req.project_id), lower(cursor_id), cursor_us, limit + 1);
+    ascii_lower(req.project_id), ascii_lower(cursor_id), cursor_us, limit + 1);
   consolidation::job_page page;
   for (const auto& row : rows) {
     if (static_cast<int32_t>(page.jobs.size()) == limit) {
@@ -311,7 +304,7 @@ std::vector<std::string> enabled_projects(pqxx::transaction_base& tx) {
 caf::expected<consolidation::job_start>
 begin_job(pqxx::transaction_base& tx, const std::string& job_id,
           wall_time now) {
-  auto job = read_job(tx, lower(job_id), true);
+  auto job = read_job(tx, ascii_lower(job_id), true);
   if (!job)
     return refused(errc::not_found, "no consolidation job " + job_id);
   consolidation::job_start start;
@@ -386,7 +379,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
   consolidation::snapshot_data out;
   if (!is_uuid(project_id))
     return out;
-  auto id = lower(project_id);
+  auto id = ascii_lower(project_id);
   // Binary rows: the vectors are most of the bytes (see binary_result).
   // They come through a cursor, a chunk at a time, so the client never
   // holds the whole result (150 MB per 100,000 memories): each chunk's
@@ -503,7 +496,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
 caf::expected<job_record>
 commit_phase(pqxx::transaction_base& tx,
              const consolidation::phase_commit& c) {
-  auto job = read_job(tx, lower(c.job_id), true);
+  auto job = read_job(tx, ascii_lower(c.job_id), true);
   if (!job)
     return refused(errc::not_found, "no consolidation job " + c.job_id);
   if (job->status != "running")
@@ -512,7 +505,7 @@ commit_phase(pqxx::transaction_base& tx,
   if (auto err = repeated_ids(c))
     return err;
   auto started = std::chrono::steady_clock::now();
-  auto project = lower(c.project_id);
+  auto project = ascii_lower(c.project_id);
   // Held to the commit: the project cannot go while its memories are
   // written (memories.project_id has no foreign key; migration 011).
   if (!lock_project(tx, project))
@@ -531,7 +524,7 @@ commit_phase(pqxx::transaction_base& tx,
                                "created_at", "updated_at", "metadata"}};
     for (const auto& m : c.inserts)
       copy << std::make_tuple(
-        lower(m.id), project, optional_text(lower(m.agent_id)), m.type, m.tier,
+        ascii_lower(m.id), project, optional_text(ascii_lower(m.agent_id)), m.type, m.tier,
         std::string{"active"}, m.content, bytea_text(m.embedding),
         m.embedding.empty() ? std::nullopt : optional_text(m.embedding_model),
         m.importance, m.source_type,
@@ -548,7 +541,7 @@ commit_phase(pqxx::transaction_base& tx,
                                                     "embedding_model",
                                                     "importance"}};
       for (const auto& r : c.rewrites)
-        copy << std::make_tuple(lower(r.id), r.content, bytea_text(r.embedding),
+        copy << std::make_tuple(ascii_lower(r.id), r.content, bytea_text(r.embedding),
                                 optional_text(r.embedding_model),
                                 r.importance);
       copy.complete();
@@ -588,8 +581,8 @@ commit_phase(pqxx::transaction_base& tx,
                              [](const auto& x) -> const std::string& {
                                return x.id;
                              }))
-        copy << std::make_tuple(lower(c.supersedes[i].id),
-                                lower(c.supersedes[i].by));
+        copy << std::make_tuple(ascii_lower(c.supersedes[i].id),
+                                ascii_lower(c.supersedes[i].by));
       copy.complete();
     }
     auto changed = tx.exec_params(
@@ -612,9 +605,9 @@ commit_phase(pqxx::transaction_base& tx,
                                return x.id;
                              })) {
         const auto& s = c.state_changes[i];
-        copy << std::make_tuple(lower(s.id), optional_text(s.status),
+        copy << std::make_tuple(ascii_lower(s.id), optional_text(s.status),
                                 optional_text(s.tier),
-                                optional_text(lower(s.parent_id)));
+                                optional_text(ascii_lower(s.parent_id)));
       }
       copy.complete();
     }
@@ -650,7 +643,7 @@ commit_phase(pqxx::transaction_base& tx,
                       "an audit row names a memory that is not a uuid: "
                       + a.memory_id);
                   out.begin_row(static_cast<int16_t>(columns.size()));
-                  out.uuid(lower(a.memory_id));
+                  out.uuid(ascii_lower(a.memory_id));
                   out.uuid(project);
                   out.uuid(job->id);
                   out.text(a.action);
@@ -670,7 +663,7 @@ commit_phase(pqxx::transaction_base& tx,
       int32_t position = 0;
       for (const auto& p : c.patterns)
         copy << std::make_tuple(
-          p.id.empty() ? random_uuid() : lower(p.id), lower(p.seed_memory_id),
+          p.id.empty() ? random_uuid() : ascii_lower(p.id), ascii_lower(p.seed_memory_id),
           p.label, static_cast<int32_t>(p.member_ids.size()),
           array_literal(p.member_ids), bytea_text(p.centroid),
           p.centroid.empty() ? std::nullopt : optional_text(p.embedding_model),
@@ -710,8 +703,8 @@ commit_phase(pqxx::transaction_base& tx,
     for (const auto& e : c.playbook)
       if (e.create)
         copy << std::make_tuple(
-          lower(e.id), project, optional_text(lower(e.agent_id)),
-          optional_text(lower(e.principle_id)), e.title, e.content,
+          ascii_lower(e.id), project, optional_text(ascii_lower(e.agent_id)),
+          optional_text(ascii_lower(e.principle_id)), e.title, e.content,
           bytea_text(e.embedding),
           e.embedding.empty() ? std::nullopt
                               : optional_text(e.embedding_model),
@@ -725,7 +718,7 @@ commit_phase(pqxx::transaction_base& tx,
       "UPDATE engram.playbook_entries SET principle_id = $3, "
       "  content = $4, updated_at = engram.from_us($5) "
       "WHERE id = $1 AND project_id = $2",
-      lower(e.id), project, optional_text(lower(e.principle_id)), e.content,
+      ascii_lower(e.id), project, optional_text(ascii_lower(e.principle_id)), e.content,
       now_us);
     if (changed.affected_rows() != 1)
       return refused(errc::conflict, "playbook entry " + e.id
@@ -753,7 +746,7 @@ commit_phase(pqxx::transaction_base& tx,
 
 caf::expected<job_record> finish_job(pqxx::transaction_base& tx,
                                      const consolidation::finish_job& req) {
-  auto job = read_job(tx, lower(req.job_id), true);
+  auto job = read_job(tx, ascii_lower(req.job_id), true);
   if (!job)
     return refused(errc::not_found, "no consolidation job " + req.job_id);
   if (req.status != "completed" && req.status != "failed"
@@ -779,7 +772,7 @@ void release_project(pqxx::transaction_base& tx,
   if (!is_uuid(project_id))
     return;
   tx.exec_params("SELECT pg_advisory_unlock($1, hashtext($2))",
-    consolidation_lock_class, lower(project_id));
+    consolidation_lock_class, ascii_lower(project_id));
 }
 
 } // namespace engram::storage

@@ -60,13 +60,6 @@ bool is_status(const std::string& x) {
   return one_of(x, {"active", "superseded", "archived"});
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'F')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 std::string field(size_t index, const char* name) {
   return "memories[" + std::to_string(index) + "]." + name;
 }
@@ -292,7 +285,7 @@ import_memories(pqxx::dbtransaction& tx,
     if (auto problem = check_memory_row(r, i); !problem.empty())
       return refused(std::move(problem));
     if (!r.id.empty()) {
-      auto [it, fresh] = client_ids.emplace(lower(r.id), i);
+      auto [it, fresh] = client_ids.emplace(ascii_lower(r.id), i);
       if (!fresh)
         return refused(field(i, "id") + " repeats the id of memories["
                        + std::to_string(it->second) + "] (" + it->first + ")");
@@ -314,7 +307,7 @@ import_memories(pqxx::dbtransaction& tx,
   memories::import_result result;
   if (rows.empty())
     return result;
-  auto project_id = lower(req.project_id);
+  auto project_id = ascii_lower(req.project_id);
   // The dimension each model already has in the project. A model the
   // project has no vector of yet is locked (transaction-scoped, in model
   // order, so two imports never wait for each other in a cycle) and looked
@@ -360,7 +353,7 @@ import_memories(pqxx::dbtransaction& tx,
   }
   result.ids.reserve(rows.size());
   for (const auto& r : rows)
-    result.ids.push_back(r.id.empty() ? random_uuid() : lower(r.id));
+    result.ids.push_back(r.id.empty() ? random_uuid() : ascii_lower(r.id));
   // In a savepoint, so that an id taken by an existing memory (the primary
   // key refuses the COPY) can be looked up and named afterwards.
   try {
@@ -483,7 +476,7 @@ restore_memory(pqxx::transaction_base& tx, const std::string& id,
   auto tier = current[0][1].as<std::string>();
   if (status == "active")
     return make_error(errc::conflict,
-                      "memory " + lower(id)
+                      "memory " + ascii_lower(id)
                         + " is active; only superseded or archived memories "
                           "can be restored");
   // An archived memory goes back to the tier it had before its archiving,

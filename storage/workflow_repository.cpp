@@ -61,13 +61,6 @@ caf::error refused(errc code, std::string message) {
   return make_error(code, std::move(message));
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 /// A JSON array of strings (to_json of a text[]) as a vector.
 std::vector<std::string> strings_of(const std::string& text) {
   std::vector<std::string> out;
@@ -173,7 +166,7 @@ std::optional<run_record> read_run(pqxx::transaction_base& tx,
   auto rows = tx.exec_params(std::string{"SELECT "} + run_columns
                                + " FROM engram.workflow_runs r WHERE r.id = $1"
                                + (lock ? " FOR UPDATE" : ""),
-                             lower(id));
+                             ascii_lower(id));
   if (rows.empty())
     return std::nullopt;
   return run_of(rows[0]);
@@ -381,7 +374,7 @@ create_run_impl(pqxx::transaction_base& tx, const workflows::create_run& req,
     return err;
   if (auto err = check_task("first_task", req.first_task))
     return err;
-  auto id = lower(req.id);
+  auto id = ascii_lower(req.id);
   auto task = req.first_task;
   task.args_json = workflow_task_args(task.args_json, id, 0, 1, 1);
   task.unique_key = workflow_task_key(id, 1, 0, 1);
@@ -811,7 +804,7 @@ caf::expected<int64_t> record_audits(pqxx::transaction_base& tx,
     if (!is_uuid(id))
       return refused(errc::invalid_argument,
                      "audits[" + std::to_string(i) + "].run_id: not a UUID");
-    runs.insert(lower(id));
+    runs.insert(ascii_lower(id));
   }
   for (const auto& id : runs)
     if (!read_run(tx, id))
@@ -819,7 +812,7 @@ caf::expected<int64_t> record_audits(pqxx::transaction_base& tx,
   auto now_us = to_epoch_us(now);
   return refusing_bad_data([&]() -> caf::expected<int64_t> {
     for (const auto& a : req.audits)
-      insert_audits(tx, {a}, lower(a.run_id), a.step, a.attempt, now_us);
+      insert_audits(tx, {a}, ascii_lower(a.run_id), a.step, a.attempt, now_us);
     return static_cast<int64_t>(req.audits.size());
   });
 }

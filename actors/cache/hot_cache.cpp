@@ -38,13 +38,6 @@ struct cache_state {
 
 using cache_ptr = hot_cache_actor::stateful_pointer<cache_state>;
 
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 void drop(cache_state& st, const std::string& agent) {
   auto it = st.entries.find(agent);
   if (it == st.entries.end())
@@ -85,7 +78,7 @@ hot_cache_actor::behavior_type hot_cache(cache_ptr self,
       auto& st = self->state;
       if (!is_uuid(req.agent_id))
         return make_error(errc::invalid_argument, "agent_id: not a UUID");
-      auto agent = lower(req.agent_id);
+      auto agent = ascii_lower(req.agent_id);
       if (auto it = st.entries.find(agent); it != st.entries.end()) {
         ++st.stats.hits;
         st.lru.splice(st.lru.begin(), st.lru, it->second.lru);
@@ -112,10 +105,10 @@ hot_cache_actor::behavior_type hot_cache(cache_ptr self,
       auto& st = self->state;
       ++st.stats.invalidations;
       ++st.invalidations;
-      auto project = lower(msg.project_id);
+      auto project = ascii_lower(msg.project_id);
       for (const auto& a : msg.agent_ids) {
         if (!a.empty()) {
-          drop(st, lower(a));
+          drop(st, ascii_lower(a));
           continue;
         }
         // A project-wide memory changed: every agent with hot memories in

@@ -15,6 +15,7 @@
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/uuid.hpp"
 
 namespace engram {
 
@@ -119,13 +120,6 @@ storage_actor storage_of(coordinator_ptr self) {
 
 int64_t now_us(coordinator_ptr self) {
   return to_epoch_us(self->state.options.time->now());
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return s;
 }
 
 /// The phases a job selected and its as_of (0: none given).
@@ -480,7 +474,7 @@ consolidation_actor::behavior_type coordinator(coordinator_ptr self,
     [self](run_job& req) -> caf::result<job_record> {
       pending p;
       p.run = std::move(req);
-      p.run.project_id = lower(p.run.project_id);
+      p.run.project_id = ascii_lower(p.run.project_id);
       p.run_rp = self->make_response_promise<job_record>();
       auto rp = p.run_rp;
       self->state.waiting.push_back(std::move(p));
@@ -492,7 +486,7 @@ consolidation_actor::behavior_type coordinator(coordinator_ptr self,
       pending p;
       p.dry = true;
       p.dry_run = std::move(req);
-      p.dry_run.project_id = lower(p.dry_run.project_id);
+      p.dry_run.project_id = ascii_lower(p.dry_run.project_id);
       p.dry_rp = self->make_response_promise<dry_run_result>();
       auto rp = p.dry_rp;
       self->state.waiting.push_back(std::move(p));
