@@ -35,11 +35,6 @@ namespace engram {
 
 namespace {
 
-const std::shared_ptr<spdlog::logger>& logger() {
-  static auto result = log::get("storage");
-  return result;
-}
-
 // -- worker -------------------------------------------------------------------
 
 struct worker_state {
