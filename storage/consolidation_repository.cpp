@@ -390,7 +390,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
   auto project_is = "project_id = '" + id + "'::uuid AND status = 'active'";
   // Planned for all its rows, as the statement it replaces was (a cursor
   // is planned for its first tenth by default: index order, random heap
-  // reads).
+  // reads). For this transaction only.
   tx.exec0("SET LOCAL cursor_tuple_fraction = 1");
   tx.exec0(
     "DECLARE engram_snapshot BINARY NO SCROLL CURSOR FOR "
@@ -409,15 +409,13 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
     auto chunk = rows.rows();
     if (chunk == 0)
       break;
-    if (out.floats.capacity() == 0) {
-      // Room for every vector at the first one's size, and for the
-      // summaries and principles the phases add: the snapshot's matrix
-      // takes this buffer over (make_snapshot), and growing 150 MB would
-      // copy it into fresh pages. Capacity that is never written costs no
-      // memory.
-      auto dim = rows.bytes(0, 14).size() / 4;
-      out.floats.reserve((n + n / 2 + 1024) * dim);
-    }
+    // Room for every vector at the first one's size, and for the
+    // summaries and principles the phases add: the snapshot's matrix takes
+    // this buffer over (make_snapshot), and growing 150 MB would copy it
+    // into fresh pages. Capacity that is never written costs no memory.
+    for (size_t r = 0; r < chunk && out.floats.capacity() == 0; ++r)
+      if (auto first = rows.bytes(r, 14); !first.empty())
+        out.floats.reserve((n + n / 2 + 1024) * (first.size() / 4));
     for (size_t r = 0; r < chunk; ++r) {
       consolidation::memory_state m;
       m.id = rows.uuid(r, 0);
@@ -440,7 +438,7 @@ consolidation::snapshot_data load_snapshot(pqxx::transaction_base& tx,
       out.memories.push_back(std::move(m));
     }
   }
-  tx.exec0("CLOSE engram_snapshot; RESET cursor_tuple_fraction");
+  tx.exec0("CLOSE engram_snapshot");
   n = out.memories.size();
   refresh_stale_statistics(tx, n);
   // Sorted here, not by the server: its sort of rows this wide (vectors
@@ -504,6 +502,15 @@ commit_phase(pqxx::transaction_base& tx,
                                      + job->status + ", not running");
   if (auto err = repeated_ids(c))
     return err;
+  // Audit rows go in binary COPY, which takes canonical uuids only (the
+  // text form had the server refuse anything else): checked before
+  // anything is written. The project and the job are checked by their
+  // lookups.
+  for (const auto& a : c.audits)
+    if (!is_uuid(a.memory_id))
+      return refused(errc::invalid_argument,
+                     "audit: memory id '" + a.memory_id.substr(0, 64)
+                       + "' is not a UUID");
   auto started = std::chrono::steady_clock::now();
   auto project = ascii_lower(c.project_id);
   // Held to the commit: the project cannot go while its memories are
@@ -635,13 +642,6 @@ commit_phase(pqxx::transaction_base& tx,
     copy_binary(tx, "engram.memory_audit", columns, c.audits.size(),
                 [&](binary_copy_buffer& out, size_t i) {
                   const auto& a = c.audits[order[i]];
-                  // The binary form takes canonical uuids only (the text
-                  // form had the server refuse anything else).
-                  if (!is_uuid(a.memory_id) || !is_uuid(project)
-                      || !is_uuid(job->id))
-                    throw std::invalid_argument(
-                      "an audit row names a memory that is not a uuid: "
-                      + a.memory_id);
                   out.begin_row(static_cast<int16_t>(columns.size()));
                   out.uuid(ascii_lower(a.memory_id));
                   out.uuid(project);

@@ -1021,6 +1021,19 @@ TEST_F(consolidation_repository_test, a_change_to_a_memory_that_is_no_longer_act
   EXPECT_NE(message_of(t.error()).find("listed twice"), std::string::npos);
   EXPECT_EQ(everything(), before);
 
+  // An audit row must name a memory by its UUID (audit rows go in binary,
+  // which takes no other text): refused before anything is written.
+  auto bad_audit = phase(job, "decay");
+  bad_audit.state_changes = {{ids[0], "", "cold", ""}};
+  bad_audit.audits = {{ids[0], "demoted", "{}"}, {"not-a-uuid", "demoted", "{}"}};
+  auto b = commit(*a, bad_audit);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(code_of(b.error()), errc::invalid_argument);
+  EXPECT_NE(message_of(b.error()).find("'not-a-uuid' is not a UUID"),
+            std::string::npos)
+    << message_of(b.error());
+  EXPECT_EQ(everything(), before);
+
   // The same connection commits fine afterwards.
   auto ok = phase(job, "merge");
   ok.supersedes = {{ids[3], ids[2]}};
