@@ -65,6 +65,7 @@
 #include "storage/project_session.hpp"
 #include "storage/schedule_store.hpp"
 #include "storage/storage_actors.hpp"
+#include "storage/task_repository.hpp"
 #include "storage/task_store.hpp"
 
 namespace {
@@ -442,7 +443,7 @@ int serve(const config& cfg) {
                                              notification_callback cb) {
     listener_options lopts;
     lopts.storage = storage_opts;
-    lopts.channels = {"engram_tasks"};
+    lopts.channels = {storage::tasks_channel};
     return spawn_notification_listener(sys, lopts, std::move(cb));
   };
 

@@ -232,6 +232,16 @@ TEST_F(platform_repository_test, invalid_facts_are_refused_before_anything_is_wr
       << bad.type << "/" << bad.content << "/" << bad.importance;
   }
   EXPECT_EQ(count("SELECT count(*) FROM engram.memories"), 0);
+  // A project that is gone (memories.project_id has no foreign key: the
+  // extraction's project lock refuses it).
+  {
+    pqxx::work tx{*conn};
+    EXPECT_THROW((void) storage::insert_extracted_memories(
+                   tx, "0e4b8a5c-4f1e-4b7a-9a57-3f3d6f1c2b10", agent,
+                   conversation, {fact("fine")}, noon()),
+                 std::invalid_argument);
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memories"), 0);
   auto nothing = extract({}, agent);
   EXPECT_EQ(nothing.created + nothing.skipped_duplicates, 0);
 }

@@ -101,7 +101,11 @@ snapshot_data project(const std::string& other) {
 } // namespace
 
 TEST(consolidation_snapshot, one_model_takes_the_loaded_vectors_over_normalised) {
-  auto s = make_snapshot("p", 0, project(""));
+  auto data = project("");
+  const float* loaded = data.floats.data();
+  auto s = make_snapshot("p", 0, std::move(data));
+  // No copy: the first memory's row is where the load put its vector.
+  EXPECT_EQ(s.vector_of(s.memories[0]), loaded);
   ASSERT_EQ(s.spaces.size(), 1u);
   EXPECT_EQ(s.spaces[0].model, "m");
   ASSERT_EQ(s.memories.size(), 5u);
