@@ -23,7 +23,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/toml_type_name.hpp"
-#include "runtime/uuid.hpp"
+#include "runtime/ascii.hpp"
 
 namespace engram {
 

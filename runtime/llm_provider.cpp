@@ -14,7 +14,7 @@
 #include "messages/errc.hpp"
 #include "runtime/openai_api.hpp"
 #include "runtime/text_words.hpp"
-#include "runtime/uuid.hpp"
+#include "runtime/ascii.hpp"
 
 namespace engram {
 

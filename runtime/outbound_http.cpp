@@ -24,7 +24,7 @@
 
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
-#include "runtime/uuid.hpp"
+#include "runtime/ascii.hpp"
 
 namespace engram {
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "runtime/ascii.hpp"
+
 namespace engram {
 
 /// Whether `s` is a UUID in its canonical text form
@@ -25,18 +27,6 @@ namespace engram {
     }
   }
   return true;
-}
-
-/// `text` with the ASCII letters A-Z lower-cased and every other byte as it
-/// is: a UUID in its canonical form (any text is_uuid accepts), and the
-/// other ASCII names compared without case (option names, URL schemes and
-/// hosts, keywords). Not std::tolower, whose answer depends on the locale.
-[[nodiscard]] inline std::string ascii_lower(std::string_view text) {
-  std::string result{text};
-  for (auto& c : result)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return result;
 }
 
 namespace detail {

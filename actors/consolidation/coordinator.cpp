@@ -15,7 +15,7 @@
 #include "messages/errc.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
-#include "runtime/uuid.hpp"
+#include "runtime/ascii.hpp"
 
 namespace engram {
 
