@@ -190,6 +190,35 @@ TEST_F(task_queue_test, an_idle_queues_claimer_claims_on_its_own_notification) {
   EXPECT_EQ(column(id, "status"), "queued");
 }
 
+TEST_F(task_queue_test, a_waiting_claimer_that_loses_its_connection_drops_no_task) {
+  start();
+  auto first = enqueue(named("engram.noop"));
+  ASSERT_TRUE(wait_for_status(first, "succeeded"));
+  std::this_thread::sleep_for(100ms); // idle: the claimer waits
+  // Every connection of the task system goes (the claimer's mid-wait).
+  EXPECT_NE(query("SELECT count(pg_terminate_backend(pid)) FROM "
+                  "pg_stat_activity WHERE datname = current_database() "
+                  "AND pid <> pg_backend_pid()"),
+            "0");
+  // Time moves (reconnects and the retry of a failed completion are timed
+  // on the clock); each task still runs once and is recorded.
+  auto run_while_time_moves = [&](int64_t id) {
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (column(id, "status") == "succeeded")
+        return true;
+      clock.advance(50ms);
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto id = enqueue(named("engram.noop"));
+    ASSERT_TRUE(run_while_time_moves(id)) << "task " << i;
+    EXPECT_EQ(column(id, "attempts"), "1") << "task " << i;
+  }
+}
+
 TEST_F(task_queue_test, many_tasks_finish_in_batches) {
   start("default=4");
   std::vector<tasks::enqueue_request> batch(500, named("engram.noop"));
