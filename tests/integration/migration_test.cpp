@@ -44,6 +44,44 @@ TEST(migrations, embedded_ones_apply_and_a_second_run_applies_nothing) {
             static_cast<int64_t>(all.size()));
 }
 
+TEST(migrations, clock_functions_round_trip_every_microsecond_and_are_inlined) {
+  auto db = test::shared_postgres().create_database("mig_clock");
+  auto applied = storage::apply_migrations(db, storage::embedded_migrations());
+  ASSERT_TRUE(applied) << describe(applied.error());
+  // Before and after the epoch, odd microseconds, far in both directions,
+  // and under a session time zone that is not UTC.
+  pqxx::connection conn{db};
+  pqxx::nontransaction tx{conn};
+  tx.exec0("SET TIME ZONE 'America/New_York'");
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM (SELECT g * 7919000013::bigint "
+                     "  + (g % 1000000) AS us "
+                     "  FROM generate_series(-200000, 200000) g) x "
+                     "WHERE engram.to_us(engram.from_us(us)) <> us "
+                     "   OR engram.from_us(us) <> 'epoch'::timestamptz "
+                     "        + us * interval '1 microsecond'")[0]
+              .as<int64_t>(),
+            0);
+  EXPECT_EQ(tx.exec1("SELECT engram.from_us(1796596324729567)::text")[0]
+              .as<std::string>(),
+            "2026-12-06 17:32:04.729567-05");
+  EXPECT_EQ(tx.exec1("SELECT engram.to_us('2026-12-06 22:32:04.729567+00')")[0]
+              .as<int64_t>(),
+            1796596324729567);
+  // Inlined: the plan shows the expression, not a call of the function
+  // (a call runs the SQL-function executor per row, ~5x slower).
+  auto plan = [&](const std::string& expr) {
+    std::string text;
+    for (const auto& row : tx.exec("EXPLAIN (VERBOSE) SELECT " + expr
+                                   + " FROM generate_series(1, 3) g"))
+      text += row[0].as<std::string>() + "\n";
+    return text;
+  };
+  auto from = plan("engram.from_us(g::bigint)");
+  EXPECT_EQ(from.find("from_us"), std::string::npos) << from;
+  auto to = plan("engram.to_us(now() + g * interval '1 s')");
+  EXPECT_EQ(to.find("to_us"), std::string::npos) << to;
+}
+
 TEST(migrations, two_concurrent_starters_apply_each_migration_once) {
   auto db = test::shared_postgres().create_database("mig_concurrent");
   // The first migration sleeps so both starters overlap; without the lock
