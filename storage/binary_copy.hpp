@@ -11,8 +11,9 @@
 // with one). So every piece is made to end with a newline of its own: the
 // last column of every row is a jsonb, sent with a trailing newline
 // (jsonb_ending_row), which the server's JSON parser takes as whitespace,
-// and pieces end with a row. The stream ends without the optional trailer
-// (-1), which the server reads as the end of the data.
+// or, in a table without one, a "char" column whose value is the newline
+// (row_end); and pieces end with a row. The stream ends without the
+// optional trailer (-1), which the server reads as the end of the data.
 
 #include <bit>
 #include <cstddef>
@@ -120,6 +121,25 @@ public:
     put_int64(us - postgres_epoch_us);
   }
 
+  /// uuid[] of canonical text UUIDs (checked by the caller), one dimension.
+  void uuid_array(const std::vector<std::string>& ids) {
+    put_int32(static_cast<int32_t>(20 + ids.size() * 20));
+    put_int32(1);    // dimensions
+    put_int32(0);    // no NULLs
+    put_int32(2950); // element type: uuid
+    put_int32(static_cast<int32_t>(ids.size()));
+    put_int32(1); // lower bound
+    for (const auto& id : ids)
+      uuid(id);
+  }
+
+  /// The newline that ends a row, as the value of a last column of type
+  /// "char" (for tables without a jsonb to end rows with; see the top).
+  void row_end() {
+    put_int32(1);
+    bytes_.push_back('\n');
+  }
+
   /// A JSON text as jsonb (version 1), with the newline that ends the row.
   void jsonb_ending_row(std::string_view json) {
     put_int32(static_cast<int32_t>(json.size() + 2));
@@ -150,9 +170,10 @@ private:
   std::string bytes_;
 };
 
-/// Streams `rows` rows into `table` (`columns`, the last a jsonb) by binary
-/// COPY: `write_row(buffer, i)` writes row i (begin_row first,
-/// jsonb_ending_row last). Throws what libpqxx throws for a refused row.
+/// Streams `rows` rows into `table` (`columns`, the last a jsonb or a
+/// "char" row end) by binary COPY: `write_row(buffer, i)` writes row i
+/// (begin_row first, jsonb_ending_row or row_end last). Throws what
+/// libpqxx throws for a refused row.
 template <class WriteRow>
 void copy_binary(pqxx::transaction_base& tx, const std::string& table,
                  const std::vector<std::string>& columns, size_t rows,

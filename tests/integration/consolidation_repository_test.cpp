@@ -1033,6 +1033,38 @@ TEST_F(consolidation_repository_test, a_change_to_a_memory_that_is_no_longer_act
             std::string::npos)
     << message_of(b.error());
   EXPECT_EQ(everything(), before);
+  // So must every other id of the commit (all of it goes in binary): each
+  // is refused with its field named, and nothing is written.
+  auto refuses = [&](const std::string& field, auto&& spoil) {
+    auto pc = phase(job, "merge");
+    pc.supersedes = {{ids[3], ids[2]}};
+    pc.audits = {{ids[3], "superseded", "{}"}};
+    spoil(pc);
+    auto r = commit(*a, pc);
+    ASSERT_FALSE(r) << field;
+    EXPECT_EQ(code_of(r.error()), errc::invalid_argument) << field;
+    EXPECT_NE(message_of(r.error()).find(field + ": 'x1' is not a UUID"),
+              std::string::npos)
+      << message_of(r.error());
+    EXPECT_EQ(everything(), before) << field;
+  };
+  refuses("supersede by", [](auto& pc) { pc.supersedes[0].by = "x1"; });
+  refuses("state change parent_id", [&](auto& pc) {
+    pc.state_changes = {{ids[2], "", "", "x1"}};
+  });
+  refuses("rewrite id", [](auto& pc) { pc.rewrites = {{"x1", "t", {}, "", 0}}; });
+  refuses("insert agent_id", [](auto& pc) {
+    consolidation::new_memory m;
+    m.id = "0e4b8a5c-4f1e-4b7a-9a57-3f3d6f1c2b10";
+    m.agent_id = "x1";
+    m.type = "semantic";
+    m.content = "c";
+    pc.inserts = {m};
+  });
+  refuses("pattern member id", [&](auto& pc) {
+    pc.replace_patterns = true;
+    pc.patterns = {{"", ids[2], "label", {ids[2], "x1"}, {}, ""}};
+  });
 
   // The same connection commits fine afterwards.
   auto ok = phase(job, "merge");
