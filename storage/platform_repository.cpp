@@ -176,7 +176,7 @@ insert_extracted_memories(pqxx::transaction_base& tx,
       "WHERE NOT EXISTS (SELECT 1 FROM engram.memories m "
       "  WHERE m.project_id = $1::uuid AND "
       + same_agent
-      + "  AND m.status = 'active' AND md5(m.content) = md5($4::text) "
+      + "  AND m.status = 'active' AND hashtext(m.content) = hashtext($4::text) "
         "  AND m.content = $4::text) "
         "RETURNING id::text";
   auto us = to_epoch_us(now);
