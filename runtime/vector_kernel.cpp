@@ -1,11 +1,17 @@
 #include "runtime/vector_kernel.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <functional>
+#include <future>
 #include <mutex>
+#include <system_error>
+#include <thread>
 
 #include <cblas.h>
 
@@ -173,6 +179,95 @@ leader_assignment among(matrix_view rows, float threshold, float margin) {
   return out;
 }
 
+/// Rows of a block (`open`: offsets in the block, `open_rows`: their
+/// vectors) against the leaders [0, before), chunk by chunk: a row that
+/// finds its leader in a chunk gets it in `found` and leaves `open` (and
+/// the next chunk's sgemm); the others are compacted to the front in order.
+/// Each row's search is its own: rows never look at each other here.
+void search_leaders(std::vector<uint32_t>& open, std::vector<float>& open_rows,
+                    std::vector<int64_t>& found, const matrix& leaders,
+                    const std::vector<bool>& leader_live, size_t before,
+                    size_t chunk, float threshold, float margin) {
+  constexpr int64_t none = -1;
+  auto dim = leaders.dim();
+  auto low = threshold - margin;
+  std::vector<float> sims;
+  for (size_t c = 0; c < before && !open.empty(); c += chunk) {
+    auto n = std::min(chunk, before - c);
+    auto k = open.size();
+    sims.resize(k * n);
+    dot_block({open_rows.data(), k, dim}, leaders.slice(c, n), sims.data());
+    size_t kept = 0;
+    for (size_t t = 0; t < k; ++t) {
+      const float* row = open_rows.data() + t * dim;
+      const float* s = sims.data() + t * n;
+      auto& f = found[open[t]];
+      for (size_t j = next_candidate(s, 0, n, low); j < n;
+           j = next_candidate(s, j + 1, n, low))
+        if (leader_live[c + j]
+            && above(s[j], threshold, margin, row, leaders.row(c + j), dim)) {
+          f = static_cast<int64_t>(c + j);
+          break;
+        }
+      if (f != none)
+        continue;
+      if (kept != t) {
+        std::memcpy(open_rows.data() + kept * dim, row, dim * sizeof(float));
+        open[kept] = open[t];
+      }
+      ++kept;
+    }
+    open.resize(kept);
+    open_rows.resize(kept * dim);
+  }
+}
+
+std::atomic<size_t> kernel_thread_count{
+  std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4)};
+
+/// Rows per part below which a block's search is not split.
+constexpr size_t rows_per_part_min = 128;
+
+/// `search_leaders` for a block, its rows split into consecutive parts
+/// searched at once (`in_parts`): their results are independent of each
+/// other, so the outcome is the one of a single search.
+void search_in_parts(std::vector<uint32_t>& open, std::vector<float>& open_rows,
+                     std::vector<int64_t>& found, const matrix& leaders,
+                     const std::vector<bool>& leader_live, size_t before,
+                     size_t chunk, float threshold, float margin) {
+  auto parts = std::min(kernel_threads(), open.size() / rows_per_part_min);
+  if (parts <= 1 || before == 0) {
+    search_leaders(open, open_rows, found, leaders, leader_live, before,
+                   chunk, threshold, margin);
+    return;
+  }
+  auto dim = leaders.dim();
+  struct part {
+    std::vector<uint32_t> open;
+    std::vector<float> rows;
+  };
+  std::vector<part> split(parts);
+  auto size = (open.size() + parts - 1) / parts;
+  for (size_t p = 0; p < parts; ++p) {
+    auto from = std::min(open.size(), size * p);
+    auto to = std::min(open.size(), from + size);
+    split[p].open.assign(open.begin() + from, open.begin() + to);
+    split[p].rows.assign(open_rows.begin() + from * dim,
+                         open_rows.begin() + to * dim);
+  }
+  in_parts(parts, 1, [&](size_t first, size_t last) {
+    for (auto p = first; p < last; ++p)
+      search_leaders(split[p].open, split[p].rows, found, leaders,
+                     leader_live, before, chunk, threshold, margin);
+  });
+  open.clear();
+  open_rows.clear();
+  for (auto& x : split) {
+    open.insert(open.end(), x.open.begin(), x.open.end());
+    open_rows.insert(open_rows.end(), x.rows.begin(), x.rows.end());
+  }
+}
+
 /// `assign_leaders` (see the header): block by block, each against the
 /// leaders before it chunk by chunk with early exit, then the rows left
 /// among themselves.
@@ -194,14 +289,12 @@ leader_assignment greedy(matrix_view rows, float threshold,
     leader_live.push_back(!is_zero(initial.row(j), dim));
   }
   constexpr int64_t none = -1;
-  auto low = threshold - margin;
   // Per row of the block: the leader it joined, or `none`.
   std::vector<int64_t> found;
   // The rows of the block still looking for a leader (offsets in the
   // block, in order) and a contiguous copy of them for sgemm.
   std::vector<uint32_t> open;
   std::vector<float> open_rows;
-  std::vector<float> sims;
   // The numbers of the leaders made among the rows left in a block.
   std::vector<uint32_t> numbers;
   for (size_t first = 0; first < rows.rows; first += block) {
@@ -216,39 +309,8 @@ leader_assignment greedy(matrix_view rows, float threshold,
         open_rows.insert(open_rows.end(), rows.row(first + i),
                          rows.row(first + i) + dim);
       }
-    // The leaders before the block, chunk by chunk: a row that finds its
-    // leader in a chunk leaves `open` (and the next chunk's sgemm), the
-    // others are compacted to the front in order.
-    for (size_t c = 0; c < before && !open.empty(); c += chunk) {
-      auto n = std::min(chunk, before - c);
-      auto k = open.size();
-      sims.resize(k * n);
-      dot_block({open_rows.data(), k, dim}, leaders.slice(c, n), sims.data());
-      size_t kept = 0;
-      for (size_t t = 0; t < k; ++t) {
-        const float* row = open_rows.data() + t * dim;
-        const float* s = sims.data() + t * n;
-        auto& f = found[open[t]];
-        for (size_t j = next_candidate(s, 0, n, low); j < n;
-             j = next_candidate(s, j + 1, n, low))
-          if (leader_live[c + j]
-              && above(s[j], threshold, margin, row, leaders.row(c + j),
-                       dim)) {
-            f = static_cast<int64_t>(c + j);
-            break;
-          }
-        if (f != none)
-          continue;
-        if (kept != t) {
-          std::memcpy(open_rows.data() + kept * dim, row,
-                      dim * sizeof(float));
-          open[kept] = open[t];
-        }
-        ++kept;
-      }
-      open.resize(kept);
-      open_rows.resize(kept * dim);
-    }
+    search_in_parts(open, open_rows, found, leaders, leader_live, before,
+                    chunk, threshold, margin);
     // The rows left, against each other: the greedy rule among them alone,
     // directly or, for many, in smaller blocks.
     auto k = open.size();
@@ -290,6 +352,70 @@ leader_assignment assign_leaders(matrix_view rows, float threshold,
   assert(initial.rows == 0 || initial.dim == rows.dim);
   return greedy(rows, threshold, initial, std::max<size_t>(block, 1),
                 std::max<size_t>(chunk, 1), recheck_margin(rows.dim));
+}
+
+void set_kernel_threads(size_t n) {
+  kernel_thread_count.store(std::max<size_t>(n, 1), std::memory_order_relaxed);
+}
+
+size_t kernel_threads() {
+  return kernel_thread_count.load(std::memory_order_relaxed);
+}
+
+void in_parts(size_t count, size_t min_part,
+              const std::function<void(size_t, size_t)>& work) {
+  auto parts = std::min(kernel_threads(),
+                        count / std::max<size_t>(min_part, 1));
+  if (parts <= 1) {
+    if (count > 0)
+      work(0, count);
+    return;
+  }
+  auto size = (count + parts - 1) / parts;
+  struct helper {
+    size_t first = 0;
+    size_t last = 0;
+    std::future<std::pair<uint64_t, uint64_t>> done;
+  };
+  std::vector<helper> helpers;
+  for (size_t first = size; first < count; first += size)
+    helpers.push_back({first, std::min(count, first + size), {}});
+  for (auto& h : helpers) {
+    try {
+      h.done = std::async(std::launch::async, [&work, &h] {
+        work(h.first, h.last);
+        return std::pair{flop_count, kernel_ns}; // this thread's own
+      });
+    } catch (const std::system_error&) {
+      // No thread: this part is done below on the calling thread.
+    }
+  }
+  std::exception_ptr failed;
+  auto run = [&](size_t first, size_t last) {
+    try {
+      work(first, last);
+    } catch (...) {
+      if (!failed)
+        failed = std::current_exception();
+    }
+  };
+  run(0, std::min(count, size));
+  for (auto& h : helpers) {
+    if (!h.done.valid()) {
+      run(h.first, h.last);
+      continue;
+    }
+    try {
+      auto [flops, ns] = h.done.get();
+      flop_count += flops;
+      kernel_ns += ns;
+    } catch (...) {
+      if (!failed)
+        failed = std::current_exception();
+    }
+  }
+  if (failed)
+    std::rethrow_exception(failed);
 }
 
 kernel_counters counters() {

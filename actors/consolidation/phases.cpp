@@ -293,16 +293,29 @@ merge_plan plan_merge(const snapshot& s, const settings& cfg) {
       return x.agent_id < y.agent_id;
     return importance_order(x, y);
   });
-  std::vector<std::string> agents;
+  std::vector<std::span<const uint32_t>> groups;
   for (size_t first = 0; first < order.size();) {
     const auto& head = s.memories[order[first]];
     auto last = first + 1;
     while (last < order.size() && s.memories[order[last]].type == head.type
            && s.memories[order[last]].agent_id == head.agent_id)
       ++last;
-    auto group = std::span<const uint32_t>{order}.subspan(first, last - first);
+    groups.push_back(
+      std::span<const uint32_t>{order}.subspan(first, last - first));
+    first = last;
+  }
+  // Groups are clustered each on their own (a few thousand in a large
+  // project): at once on the kernel's threads, then taken in order.
+  std::vector<std::vector<cluster>> clusters(groups.size());
+  vec::in_parts(groups.size(), 8, [&](size_t first, size_t last) {
+    for (auto g = first; g < last; ++g)
+      clusters[g] = greedy_clusters(s, groups[g], cfg.merge_threshold);
+  });
+  std::vector<std::string> agents;
+  for (size_t k = 0; k < groups.size(); ++k) {
+    const auto& head = s.memories[groups[k].front()];
     auto before = plan.groups.size();
-    for (auto& c : greedy_clusters(s, group, cfg.merge_threshold)) {
+    for (auto& c : clusters[k]) {
       if (c.members.size() < 2)
         continue;
       merge_group g;
@@ -313,7 +326,6 @@ merge_plan plan_merge(const snapshot& s, const settings& cfg) {
     }
     if (plan.groups.size() > before)
       agents.push_back(head.agent_id);
-    first = last;
   }
   plan.agents_changed = sorted_unique(std::move(agents));
   return plan;

@@ -69,8 +69,8 @@ std::vector<merge_group> naive_merge(const snapshot& s, double threshold) {
   return result;
 }
 
-TEST(ConsolidationMerge, AgreesWithTheNaiveRuleOnTwoThousandMemories) {
-  constexpr size_t n = 2000;
+TEST(ConsolidationMerge, AgreesWithTheNaiveRuleOnFourThousandMemories) {
+  constexpr size_t n = 4000;
   constexpr size_t dim = 32;
   std::mt19937 gen{20240607};
   std::normal_distribution<float> normal{0.0f, 1.0f};
@@ -92,7 +92,9 @@ TEST(ConsolidationMerge, AgreesWithTheNaiveRuleOnTwoThousandMemories) {
       vec::normalize(x.v);
       cs.push_back(std::move(x));
     }
-  const std::vector<std::string> agents{"", "a1", "a2"};
+  // Many agents: 36 groups, which the plan clusters on several threads.
+  const std::vector<std::string> agents{"",   "a1", "a2", "a3", "a4",  "a5",
+                                       "a6", "a7", "a8", "a9", "a10", "a11"};
   const std::vector<memory_type> types{memory_type::episodic,
                                        memory_type::semantic,
                                        memory_type::procedural};
@@ -128,21 +130,29 @@ TEST(ConsolidationMerge, AgreesWithTheNaiveRuleOnTwoThousandMemories) {
     else if (roll == 8)
       b[m].created_in_run = true;
   }
-  auto plan = plan_merge(b.s, settings{});
   auto expected = naive_merge(b.s, settings{}.merge_threshold);
-  ASSERT_EQ(plan.groups.size(), expected.size());
   int64_t absorbed = 0;
-  for (size_t g = 0; g < expected.size(); ++g) {
-    EXPECT_EQ(plan.groups[g].kept, expected[g].kept) << "group " << g;
-    EXPECT_EQ(plan.groups[g].absorbed, expected[g].absorbed) << "group " << g;
-    absorbed += static_cast<int64_t>(expected[g].absorbed.size());
+  for (const auto& g : expected)
+    absorbed += static_cast<int64_t>(g.absorbed.size());
+  auto threads_before = vec::kernel_threads();
+  for (size_t threads : {1u, 2u, 3u}) {
+    vec::set_kernel_threads(threads);
+    auto plan = plan_merge(b.s, settings{});
+    ASSERT_EQ(plan.groups.size(), expected.size()) << threads << " threads";
+    for (size_t g = 0; g < expected.size(); ++g) {
+      EXPECT_EQ(plan.groups[g].kept, expected[g].kept)
+        << "group " << g << ", " << threads << " threads";
+      EXPECT_EQ(plan.groups[g].absorbed, expected[g].absorbed)
+        << "group " << g << ", " << threads << " threads";
+    }
+    EXPECT_EQ(plan.memories_merged, absorbed);
   }
-  EXPECT_EQ(plan.memories_merged, absorbed);
+  vec::set_kernel_threads(threads_before);
   // The data exercises the rule: many groups, many kept memories that
   // absorbed nothing.
   EXPECT_GT(expected.size(), 100u);
   EXPECT_GT(absorbed, 300);
-  EXPECT_LT(absorbed, 1700);
+  EXPECT_LT(absorbed, 3400);
 }
 
 } // namespace

@@ -466,5 +466,35 @@ TEST(VectorKernel, CountersCountTheFlopsAssignLeadersDoes) {
   EXPECT_LT(counters().flops, 0.5 * full_flops(at, 2000, 32, 256));
 }
 
+TEST(VectorKernel, ABlockSearchedByManyThreadsDecidesAndCountsAsOne) {
+  // Blocks of 2,048 rows after initial leaders: each block's rows split into
+  // parts searched at once. Decisions and flop counts are those of a single
+  // thread, for any number of threads.
+  constexpr size_t dim = 48;
+  auto m = random_clusters(6000, dim, 150, 0.4f, 7);
+  auto seeds = random_clusters(300, dim, 150, 0.4f, 7);
+  matrix initial{dim};
+  for (size_t j = 0; j < 300; j += 3)
+    initial.append(seeds.row(j));
+  auto before = kernel_threads();
+  set_kernel_threads(1);
+  reset_counters();
+  auto one = assign_leaders(m.view(), 0.85f, initial.view(), 2048, 64);
+  auto one_flops = counters().flops;
+  EXPECT_EQ(one.leader_of, naive_leaders(m.view(), 0.85f, initial.view()));
+  for (size_t threads : {2u, 3u, 4u, 7u}) {
+    set_kernel_threads(threads);
+    EXPECT_EQ(kernel_threads(), threads);
+    reset_counters();
+    auto many = assign_leaders(m.view(), 0.85f, initial.view(), 2048, 64);
+    EXPECT_EQ(many.leader_of, one.leader_of) << threads << " threads";
+    EXPECT_EQ(many.new_leader_rows, one.new_leader_rows) << threads;
+    EXPECT_EQ(counters().flops, one_flops) << threads << " threads";
+  }
+  set_kernel_threads(0);
+  EXPECT_EQ(kernel_threads(), 1u) << "at least one";
+  set_kernel_threads(before);
+}
+
 } // namespace
 } // namespace engram::vec
