@@ -247,20 +247,26 @@ patterns_plan plan_patterns(const snapshot& s, const settings& cfg) {
                    [](const cluster& a, const cluster& b) {
                      return a.space < b.space;
                    });
-  for (auto& c : clusters) {
-    if (c.members.size() < static_cast<size_t>(cfg.pattern_min_support))
-      continue;
-    pattern p;
+  std::erase_if(clusters, [&](const cluster& c) {
+    return c.members.size() < static_cast<size_t>(cfg.pattern_min_support);
+  });
+  // Each pattern's label and centroid are its own: made at once on the
+  // kernel's threads.
+  plan.patterns.resize(clusters.size());
+  vec::in_parts(clusters.size(), 32, [&](size_t first, size_t last) {
     std::vector<std::string> contents;
-    contents.reserve(c.members.size());
-    for (auto i : c.members)
-      contents.push_back(s.memories[i].content);
-    p.label = engram::pattern_label(contents);
-    p.space = c.space;
-    p.centroid = centroid_of(s, c.members, c.space);
-    p.members = std::move(c.members);
-    plan.patterns.push_back(std::move(p));
-  }
+    for (auto k = first; k < last; ++k) {
+      auto& c = clusters[k];
+      auto& p = plan.patterns[k];
+      contents.clear();
+      for (auto i : c.members)
+        contents.push_back(s.memories[i].content);
+      p.label = engram::pattern_label(contents);
+      p.space = c.space;
+      p.centroid = centroid_of(s, c.members, c.space);
+      p.members = std::move(c.members);
+    }
+  });
   plan.patterns_extracted = static_cast<int64_t>(plan.patterns.size());
   return plan;
 }

@@ -119,6 +119,38 @@ TEST(ConsolidationPatterns, IdentityInactiveNewAndUnembeddedMemoriesAreLeftOut) 
   EXPECT_EQ(plan.patterns[0].members, (ids{a, c}));
 }
 
+TEST(ConsolidationPatterns, ManyPatternsAreTheSameWhateverTheKernelThreads) {
+  // 40 models with three patterns each: labels and centroids are made at
+  // once on the kernel's threads, and the plan is the one of one thread.
+  builder b;
+  const char* words[] = {"deploy", "billing", "latency", "invoice", "login"};
+  int n = 0;
+  for (int model = 0; model < 40; ++model)
+    for (double centre : {0.0, 90.0, 180.0})
+      for (double offset : {0.0, 5.0, 10.0, 15.0}) {
+        auto i = b.add(++n, at_angle(centre + offset),
+                       "model-" + std::to_string(model));
+        b[i].content = std::string{words[n % 5]} + " issue "
+                       + words[(n / 5) % 5] + " " + std::to_string(n);
+      }
+  auto before = vec::kernel_threads();
+  vec::set_kernel_threads(1);
+  auto one = plan_patterns(b.s, defaults);
+  ASSERT_EQ(one.patterns.size(), 120u);
+  for (size_t threads : {2u, 3u, 4u}) {
+    vec::set_kernel_threads(threads);
+    auto many = plan_patterns(b.s, defaults);
+    ASSERT_EQ(many.patterns.size(), one.patterns.size());
+    for (size_t k = 0; k < one.patterns.size(); ++k) {
+      EXPECT_EQ(many.patterns[k].members, one.patterns[k].members) << k;
+      EXPECT_EQ(many.patterns[k].label, one.patterns[k].label) << k;
+      EXPECT_EQ(many.patterns[k].centroid, one.patterns[k].centroid) << k;
+      EXPECT_EQ(many.patterns[k].space, one.patterns[k].space) << k;
+    }
+  }
+  vec::set_kernel_threads(before);
+}
+
 TEST(ConsolidationPatterns, SpacesAreSeparateAndComeInIndexOrder) {
   builder b;
   // Space "m4" (index 0): a low-importance pattern. Space "other" (index
