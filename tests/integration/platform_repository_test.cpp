@@ -325,12 +325,17 @@ TEST_F(platform_repository_test, deleting_memories_jobs_and_projects_keeps_audit
   auto job = query("INSERT INTO engram.consolidation_jobs (project_id, "
                    "trigger_type) VALUES (" + quoted(project)
                    + ", 'manual') RETURNING id");
-  for (const auto& [id, owner] : {std::pair{principle, project},
-                                  std::pair{member, project},
-                                  std::pair{elsewhere, other_project}})
+  // A job's audit rows are its project's (the job of the row elsewhere is
+  // another project's).
+  auto other_job = query("INSERT INTO engram.consolidation_jobs (project_id, "
+                         "trigger_type) VALUES (" + quoted(other_project)
+                         + ", 'manual') RETURNING id");
+  for (const auto& [id, owner, by] :
+       {std::tuple{principle, project, job}, std::tuple{member, project, job},
+        std::tuple{elsewhere, other_project, other_job}})
     exec("INSERT INTO engram.memory_audit (memory_id, project_id, job_id, "
          "action) VALUES (" + quoted(id) + ", " + quoted(owner) + ", "
-         + quoted(job) + ", 'linked')");
+         + quoted(by) + ", 'linked')");
   auto audits_of = [&](const std::string& id) {
     return count("SELECT count(*) FROM engram.memory_audit WHERE memory_id = "
                  + quoted(id));
@@ -345,10 +350,14 @@ TEST_F(platform_repository_test, deleting_memories_jobs_and_projects_keeps_audit
     << "members of a deleted memory are unlinked";
 
   exec("DELETE FROM engram.consolidation_jobs WHERE id = " + quoted(job));
-  EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE job_id IS "
-                  "NOT NULL"),
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE job_id = "
+                  + quoted(job)),
             0)
     << "audit rows outlive their job, without it";
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memory_audit WHERE job_id = "
+                  + quoted(other_job)),
+            1)
+    << "another job's rows keep theirs";
   EXPECT_EQ(audits_of(member), 1);
 
   exec("DELETE FROM engram.projects WHERE id = " + quoted(project));
