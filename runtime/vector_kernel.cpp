@@ -191,7 +191,9 @@ void search_leaders(std::vector<uint32_t>& open, std::vector<float>& open_rows,
   constexpr int64_t none = -1;
   auto dim = leaders.dim();
   auto low = threshold - margin;
-  std::vector<float> sims;
+  // Reused by the thread's next search: a fresh buffer per block was fresh
+  // pages (page faults) per block.
+  thread_local std::vector<float> sims;
   for (size_t c = 0; c < before && !open.empty(); c += chunk) {
     auto n = std::min(chunk, before - c);
     auto k = open.size();
