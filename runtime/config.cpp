@@ -200,6 +200,7 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(embedding, batch_size, integer(1, 2048)),
   ENGRAM_OPTION(consolidation, max_projects_in_flight, integer(1, 256)),
   ENGRAM_OPTION(consolidation, hot_memories_per_agent, integer(1, 1000)),
+  ENGRAM_OPTION(consolidation, kernel_threads, integer(0, 64)),
   ENGRAM_OPTION(workflows, definitions_dir, text()),
   ENGRAM_OPTION(workflows, artifact_root, text()),
   ENGRAM_OPTION(workflows, queue, text()),

@@ -212,6 +212,9 @@ struct config {
     int max_projects_in_flight = 4;
     /// Memories per agent kept in the hot tier (1..1000).
     int hot_memories_per_agent = 20;
+    /// Threads one phase's similarity kernel and per-group planning run on
+    /// at once (0: one per CPU, at most four; 1..64).
+    int kernel_threads = 0;
 
     bool operator==(const consolidation_section&) const = default;
   } consolidation;

@@ -60,6 +60,7 @@
 #include "runtime/statsd.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/vector_kernel.hpp"
 #include "storage/migration.hpp"
 #include "storage/notification_listener.hpp"
 #include "storage/project_session.hpp"
@@ -501,6 +502,9 @@ int serve(const config& cfg) {
        consolidation::phase_services services;
        services.llm = llm_shared;
        services.embedder = embeddings;
+       if (cfg.consolidation.kernel_threads > 0)
+         vec::set_kernel_threads(
+           static_cast<size_t>(cfg.consolidation.kernel_threads));
        coordinator_options opts;
        for (int i = 0; i < cfg.consolidation.max_projects_in_flight; ++i)
          opts.sessions.push_back(spawn_project_session(sys, storage_opts));

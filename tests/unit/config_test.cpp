@@ -404,6 +404,8 @@ TEST(config, rejects_out_of_range) {
      "must be between 1 and 2048"},
     {"[consolidation]\nmax_projects_in_flight = 0",
      "consolidation.max_projects_in_flight", "0", "must be between 1 and 256"},
+    {"[consolidation]\nkernel_threads = 65",
+     "consolidation.kernel_threads", "65", "must be between 0 and 64"},
     {"[consolidation]\nhot_memories_per_agent = 1001",
      "consolidation.hot_memories_per_agent", "1001",
      "must be between 1 and 1000"},
@@ -453,6 +455,7 @@ batch_size = 64
 [consolidation]
 max_projects_in_flight = 8
 hot_memories_per_agent = 50
+kernel_threads = 2
 )");
   EXPECT_EQ(cfg.embedding.provider, "openai");
   EXPECT_EQ(cfg.embedding.dimension, 1536);
@@ -464,6 +467,7 @@ hot_memories_per_agent = 50
   EXPECT_EQ(cfg.embedding.batch_size, 64);
   EXPECT_EQ(cfg.consolidation.max_projects_in_flight, 8);
   EXPECT_EQ(cfg.consolidation.hot_memories_per_agent, 50);
+  EXPECT_EQ(cfg.consolidation.kernel_threads, 2);
   // The defaults are those of conf/engram.toml (checked above) and these.
   config defaults;
   EXPECT_EQ(defaults.embedding.provider, "hashing");
@@ -473,6 +477,7 @@ hot_memories_per_agent = 50
   EXPECT_EQ(defaults.embedding.batch_size, 256);
   EXPECT_EQ(defaults.consolidation.max_projects_in_flight, 4);
   EXPECT_EQ(defaults.consolidation.hot_memories_per_agent, 20);
+  EXPECT_EQ(defaults.consolidation.kernel_threads, 0);
   // Environment names follow the usual rule.
   cfg = load_ok({.env = {{"ENGRAM_EMBEDDING__DIMENSION", "64"},
                          {"ENGRAM_CONSOLIDATION__HOT_MEMORIES_PER_AGENT", "7"}}});
@@ -641,7 +646,7 @@ TEST(config, parse_duration_rejects_garbage) {
 
 TEST(config, config_keys_in_file_order) {
   auto keys = engram::config_keys();
-  ASSERT_EQ(keys.size(), 76u); // One per member of the config struct.
+  ASSERT_EQ(keys.size(), 77u); // One per member of the config struct.
   EXPECT_EQ(keys.front(), "database.url");
   EXPECT_EQ(keys[1], "database.pool_size");
   EXPECT_EQ(keys.back(), "statsd.interval");
