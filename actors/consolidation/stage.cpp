@@ -77,6 +77,27 @@ std::vector<std::string> contents_of(const snapshot& s,
   return out;
 }
 
+/// `text(k)` for k in [0, n) (each a provider's answer), at once on the
+/// kernel's threads: LLM providers are safe to call from several threads,
+/// the extractive one is CPU work per text, a remote one a request per
+/// text. The first error in k order fails them all.
+template <class Text>
+caf::expected<std::vector<std::string>> texts_at_once(size_t n, Text text) {
+  std::vector<caf::expected<std::string>> answers(n, std::string{});
+  vec::in_parts(n, 16, [&](size_t first, size_t last) {
+    for (auto k = first; k < last; ++k)
+      answers[k] = text(k);
+  });
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (auto& a : answers) {
+    if (!a)
+      return a.error();
+    out.push_back(std::move(*a));
+  }
+  return out;
+}
+
 audit_entry audit(const std::string& memory_id, std::string action,
                   boost::json::object detail) {
   return {memory_id, std::move(action), json_text(detail)};
@@ -161,15 +182,18 @@ caf::expected<prepared_phase> prepare_merge(const snapshot& s,
   std::vector<merge_outcome> outcomes(plan.groups.size());
   std::vector<std::string> to_embed;
   std::vector<size_t> embedded_groups;
-  for (size_t g = 0; g < plan.groups.size(); ++g) {
+  auto texts = texts_at_once(plan.groups.size(), [&](size_t g) {
     const auto& group = plan.groups[g];
     std::vector<uint32_t> members{group.kept};
     members.insert(members.end(), group.absorbed.begin(),
                    group.absorbed.end());
-    auto text = merged_text(*svc.llm, contents_of(s, members));
-    if (!text)
-      return text.error();
-    outcomes[g].merged_content = std::move(*text);
+    return merged_text(*svc.llm, contents_of(s, members));
+  });
+  if (!texts)
+    return texts.error();
+  for (size_t g = 0; g < plan.groups.size(); ++g) {
+    const auto& group = plan.groups[g];
+    outcomes[g].merged_content = std::move((*texts)[g]);
     if (embeds_space(svc, s, s.memories[group.kept].space)) {
       to_embed.push_back(outcomes[g].merged_content);
       embedded_groups.push_back(g);
@@ -217,14 +241,16 @@ caf::expected<prepared_phase> prepare_summaries(const snapshot& s,
   std::vector<summary_outcome> outcomes(plan.clusters.size());
   std::vector<std::string> to_embed;
   std::vector<size_t> embedded;
+  auto texts = texts_at_once(plan.clusters.size(), [&](size_t c) {
+    return summary_text(*svc.llm, contents_of(s, plan.clusters[c].members));
+  });
+  if (!texts)
+    return texts.error();
   for (size_t c = 0; c < plan.clusters.size(); ++c) {
     const auto& cluster = plan.clusters[c];
-    auto text = summary_text(*svc.llm, contents_of(s, cluster.members));
-    if (!text)
-      return text.error();
     auto& o = outcomes[c];
     o.id = random_uuid();
-    o.content = std::move(*text);
+    o.content = std::move((*texts)[c]);
     o.created_at_us = created;
     if (embeds_space(svc, s, cluster.space)) {
       to_embed.push_back(o.content);
@@ -285,20 +311,23 @@ caf::expected<prepared_phase> prepare_hierarchy(const snapshot& s,
   std::vector<principle_outcome> outcomes(plan.actions.size());
   // The ids of the principles this plan creates, by creation number.
   std::vector<std::string> new_ids;
-  for (size_t a = 0; a < plan.actions.size(); ++a) {
-    const auto& action = plan.actions[a];
-    const auto& pat = s.patterns[action.pattern];
+  auto texts = texts_at_once(plan.actions.size(), [&](size_t a) {
+    const auto& pat = s.patterns[plan.actions[a].pattern];
     std::vector<uint32_t> sources;
     for (auto i : pat.members)
       if (s.memories[i].active())
         sources.push_back(i);
     if (sources.empty())
       sources = pat.members;
-    auto text = summary_text(*svc.llm, contents_of(s, sources));
-    if (!text)
-      return text.error();
+    return summary_text(*svc.llm, contents_of(s, sources));
+  });
+  if (!texts)
+    return texts.error();
+  for (size_t a = 0; a < plan.actions.size(); ++a) {
+    const auto& action = plan.actions[a];
+    const auto& pat = s.patterns[action.pattern];
     auto& o = outcomes[a];
-    o.content = std::move(*text);
+    o.content = std::move((*texts)[a]);
     if (action.creates) {
       o.id = random_uuid();
       o.created_at_us = created;
