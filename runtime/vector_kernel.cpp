@@ -224,6 +224,9 @@ void search_leaders(std::vector<uint32_t>& open, std::vector<float>& open_rows,
   }
 }
 
+/// Whether this thread is running a piece of an in_parts.
+thread_local bool in_a_piece = false;
+
 std::atomic<size_t> kernel_thread_count{
   std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4)};
 
@@ -366,55 +369,58 @@ size_t kernel_threads() {
 
 void in_parts(size_t count, size_t min_part,
               const std::function<void(size_t, size_t)>& work) {
-  auto parts = std::min(kernel_threads(),
-                        count / std::max<size_t>(min_part, 1));
-  if (parts <= 1) {
+  auto grain = std::max<size_t>(min_part, 1);
+  auto threads = std::min(kernel_threads(), count / grain);
+  // Inside a piece of another in_parts (e.g. a merge group's kernel), the
+  // threads are taken already: the work runs here.
+  if (threads <= 1 || in_a_piece) {
     if (count > 0)
       work(0, count);
     return;
   }
-  auto size = (count + parts - 1) / parts;
-  struct helper {
-    size_t first = 0;
-    size_t last = 0;
-    std::future<std::pair<uint64_t, uint64_t>> done;
-  };
-  std::vector<helper> helpers;
-  for (size_t first = size; first < count; first += size)
-    helpers.push_back({first, std::min(count, first + size), {}});
-  for (auto& h : helpers) {
+  // Pieces taken in turn by whichever thread is free, so that items of
+  // uneven cost (groups of very different sizes) still end together: about
+  // eight per thread, at most `min_part` items each.
+  auto step = std::max<size_t>(1, std::min(grain, count / (threads * 8)));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex failed_mutex;
+  std::exception_ptr failed;
+  auto take_pieces = [&] {
+    struct piece_scope {
+      piece_scope() { in_a_piece = true; }
+      ~piece_scope() { in_a_piece = false; }
+    } scope;
     try {
-      h.done = std::async(std::launch::async, [&work, &h] {
-        work(h.first, h.last);
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto first = next.fetch_add(step, std::memory_order_relaxed);
+        if (first >= count)
+          return;
+        work(first, std::min(count, first + step));
+      }
+    } catch (...) {
+      std::lock_guard lock{failed_mutex};
+      if (!failed)
+        failed = std::current_exception();
+      stop.store(true, std::memory_order_relaxed);
+    }
+  };
+  std::vector<std::future<std::pair<uint64_t, uint64_t>>> helpers;
+  for (size_t t = 1; t < threads; ++t) {
+    try {
+      helpers.push_back(std::async(std::launch::async, [&take_pieces] {
+        take_pieces();
         return std::pair{flop_count, kernel_ns}; // this thread's own
-      });
+      }));
     } catch (const std::system_error&) {
-      // No thread: this part is done below on the calling thread.
+      break; // no thread: the others take its pieces
     }
   }
-  std::exception_ptr failed;
-  auto run = [&](size_t first, size_t last) {
-    try {
-      work(first, last);
-    } catch (...) {
-      if (!failed)
-        failed = std::current_exception();
-    }
-  };
-  run(0, std::min(count, size));
+  take_pieces();
   for (auto& h : helpers) {
-    if (!h.done.valid()) {
-      run(h.first, h.last);
-      continue;
-    }
-    try {
-      auto [flops, ns] = h.done.get();
-      flop_count += flops;
-      kernel_ns += ns;
-    } catch (...) {
-      if (!failed)
-        failed = std::current_exception();
-    }
+    auto [flops, ns] = h.get();
+    flop_count += flops;
+    kernel_ns += ns;
   }
   if (failed)
     std::rethrow_exception(failed);

@@ -154,13 +154,17 @@ struct leader_assignment {
 void set_kernel_threads(size_t n);
 [[nodiscard]] size_t kernel_threads();
 
-/// Calls `work(first, last)` for consecutive parts of [0, count) at once:
-/// one part per kernel thread, each of at least `min_part` items, the first
-/// on the calling thread and the others on short-lived helper threads.
-/// Returns when every part is done, with the helpers' counters added to the
-/// caller's. A helper that cannot be started leaves its part to the
-/// calling thread; an exception thrown by a part is rethrown once all parts
-/// are done. `work` must not write what another part reads.
+/// Calls `work(first, last)` for consecutive pieces of [0, count), at once
+/// on up to `kernel_threads()` threads (the calling thread and short-lived
+/// helpers; fewer when there are fewer than `min_part` items per thread):
+/// whichever thread is free takes the next piece (at most `min_part`
+/// items), so items of uneven cost end together. Returns when every piece
+/// is done, with the helpers' counters added to the caller's. A helper that
+/// cannot be started leaves its pieces to the others; the first exception
+/// thrown by `work` stops the taking of pieces and is rethrown once every
+/// thread is done. Called from inside a piece (nested), it runs `work` on
+/// the calling thread: never more than `kernel_threads()` threads at once.
+/// `work` must not write what another piece reads.
 void in_parts(size_t count, size_t min_part,
               const std::function<void(size_t, size_t)>& work);
 

@@ -172,12 +172,17 @@ private:
 
 /// Streams `rows` rows into `table` (`columns`, the last a jsonb or a
 /// "char" row end) by binary COPY: `write_row(buffer, i)` writes row i
-/// (begin_row first, jsonb_ending_row or row_end last). Throws what
-/// libpqxx throws for a refused row.
+/// (begin_row first, jsonb_ending_row or row_end last). No rows: nothing
+/// is sent. Throws what libpqxx throws for a refused row.
 template <class WriteRow>
 void copy_binary(pqxx::transaction_base& tx, const std::string& table,
                  const std::vector<std::string>& columns, size_t rows,
                  WriteRow&& write_row) {
+  // No rows, no COPY: a binary COPY must at least send its header, and
+  // tablewriter would end the header with a newline the server reads as
+  // the start of a row.
+  if (rows == 0)
+    return;
   // "COPY BINARY table (...) FROM STDIN": the form of the binary option
   // that fits tablewriter's "COPY <table> (<columns>) FROM STDIN".
 #pragma GCC diagnostic push

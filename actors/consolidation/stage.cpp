@@ -1,6 +1,7 @@
 #include "actors/consolidation/stage.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <unordered_map>
 
 #include <boost/json.hpp>
@@ -80,13 +81,19 @@ std::vector<std::string> contents_of(const snapshot& s,
 /// `text(k)` for k in [0, n) (each a provider's answer), at once on the
 /// kernel's threads: LLM providers are safe to call from several threads,
 /// the extractive one is CPU work per text, a remote one a request per
-/// text. The first error in k order fails them all.
+/// text. An error stops the calls not yet made (a remote provider that
+/// fails is not asked n times) and fails them all: the first error in k
+/// order among the calls made.
 template <class Text>
 caf::expected<std::vector<std::string>> texts_at_once(size_t n, Text text) {
   std::vector<caf::expected<std::string>> answers(n, std::string{});
+  std::atomic<bool> failed{false};
   vec::in_parts(n, 16, [&](size_t first, size_t last) {
-    for (auto k = first; k < last; ++k)
+    for (auto k = first; k < last && !failed.load(); ++k) {
       answers[k] = text(k);
+      if (!answers[k])
+        failed = true;
+    }
   });
   std::vector<std::string> out;
   out.reserve(n);

@@ -6,11 +6,12 @@
 --   finds nothing: a project's memories go first and take their audit rows
 --   with them (memories_deleted, by memory_audit_memory_idx), and every
 --   audit row names a memory of its own project.
--- * memory_audit_job_idx: consolidation_jobs_deleted's SET NULL. Its audit
---   rows are now found through the job's project's memories (the project
---   index of memories, then memory_audit_memory_idx): a job deleted with its
---   project finds none (they are gone with the memories), a job deleted on
---   its own costs a look at its project's memories.
+-- * memory_audit_job_idx: consolidation_jobs_deleted's SET NULL. The daemon
+--   deletes no job (a job row outlives even its project, as a record), so
+--   only an operator's DELETE fires it; its audit rows are now found
+--   through the job's project's memories (the project index of memories,
+--   then memory_audit_memory_idx), a look at that project's memories per
+--   deleting statement instead of an index entry per audit row.
 DROP INDEX engram.memory_audit_project_idx;
 DROP INDEX engram.memory_audit_job_idx;
 

@@ -887,6 +887,17 @@ TEST_F(consolidation_repository_test, patterns_are_replaced_in_order_and_playboo
                   + quoted(project)),
             2);
 
+  // A run that finds no pattern: the project's patterns are replaced by
+  // none (and the commit writes nothing in COPY).
+  auto none = phase(job, "patterns");
+  none.replace_patterns = true;
+  auto committed = commit(*a, none);
+  ASSERT_TRUE(committed) << describe(committed.error());
+  EXPECT_EQ(count("SELECT count(*) FROM engram.patterns WHERE project_id = "
+                  + quoted(project)),
+            0);
+  EXPECT_TRUE(load(project).patterns.empty());
+
   // Playbook: create two, then update one.
   auto agent = random_uuid();
   auto pb = phase(job, "playbook");

@@ -5,6 +5,10 @@
 #include <random>
 #include <vector>
 
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <chrono>
 #include <gtest/gtest.h>
 
 namespace engram::vec {
@@ -493,6 +497,91 @@ TEST(VectorKernel, ABlockSearchedByManyThreadsDecidesAndCountsAsOne) {
   }
   set_kernel_threads(0);
   EXPECT_EQ(kernel_threads(), 1u) << "at least one";
+  set_kernel_threads(before);
+}
+
+TEST(VectorKernel, InPartsCoversEveryItemOnceOnAnyNumberOfThreads) {
+  auto before = kernel_threads();
+  for (size_t threads : {1u, 2u, 3u, 8u})
+    for (size_t count : {0u, 1u, 7u, 64u, 1000u, 4097u})
+      for (size_t min_part : {1u, 16u, 5000u}) {
+        set_kernel_threads(threads);
+        std::vector<std::atomic<int>> seen(count);
+        std::atomic<size_t> calls{0};
+        in_parts(count, min_part, [&](size_t first, size_t last) {
+          ASSERT_LT(first, last);
+          ASSERT_LE(last, count);
+          if (threads > 1 && count >= 2 * min_part) {
+            EXPECT_LE(last - first, min_part);
+          }
+          ++calls;
+          for (auto i = first; i < last; ++i)
+            ++seen[i];
+        });
+        for (size_t i = 0; i < count; ++i)
+          ASSERT_EQ(seen[i].load(), 1)
+            << "item " << i << " of " << count << ", " << threads
+            << " threads, parts of " << min_part;
+        if (count > 0 && (threads == 1 || count < 2 * min_part)) {
+          EXPECT_EQ(calls.load(), 1u) << "one piece on the caller";
+        }
+      }
+  set_kernel_threads(before);
+}
+
+TEST(VectorKernel, InPartsInsideAPieceRunsOnItsThread) {
+  // Nested calls (a merge group's kernel inside the groups' in_parts) take
+  // no threads of their own: never more than kernel_threads at once.
+  auto before = kernel_threads();
+  set_kernel_threads(3);
+  std::atomic<int> running{0};
+  std::atomic<int> max_running{0};
+  std::atomic<size_t> inner_items{0};
+  in_parts(300, 10, [&](size_t first, size_t last) {
+    auto now = ++running;
+    max_running = std::max(max_running.load(), now);
+    for (auto i = first; i < last; ++i)
+      in_parts(100, 1, [&](size_t a, size_t b) {
+        inner_items += b - a;
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      });
+    --running;
+  });
+  EXPECT_EQ(inner_items.load(), 300u * 100u);
+  EXPECT_LE(max_running.load(), 3);
+  // Outside any piece, a call takes the threads again.
+  std::atomic<int> outer{0};
+  std::atomic<int> max_outer{0};
+  in_parts(300, 10, [&](size_t, size_t) {
+    auto now = ++outer;
+    max_outer = std::max(max_outer.load(), now);
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    --outer;
+  });
+  EXPECT_GT(max_outer.load(), 1);
+  set_kernel_threads(before);
+}
+
+TEST(VectorKernel, InPartsRethrowsTheFirstErrorAfterEveryThreadIsDone) {
+  auto before = kernel_threads();
+  set_kernel_threads(4);
+  std::atomic<int> running{0};
+  std::atomic<int> max_running{0};
+  try {
+    in_parts(1000, 10, [&](size_t first, size_t) {
+      auto now = ++running;
+      max_running = std::max(max_running.load(), now);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      --running;
+      if (first >= 500)
+        throw std::runtime_error("piece " + std::to_string(first));
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string{e.what()}.rfind("piece ", 0), 0u) << e.what();
+  }
+  EXPECT_EQ(running.load(), 0) << "every thread finished before the rethrow";
+  EXPECT_GT(max_running.load(), 1) << "pieces ran at once";
   set_kernel_threads(before);
 }
 
