@@ -21,6 +21,7 @@
 #include "http/json_values.hpp"
 #include "messages/cache.hpp"
 #include "runtime/base64.hpp"
+#include "runtime/float32le.hpp"
 #include "runtime/uuid.hpp"
 
 namespace engram::http {
@@ -171,17 +172,11 @@ void embedding_base64(json_fields& fields, simdjson::ondemand::value v,
     throw body_error{fields.name(key) + " has more than "
                      + std::to_string(max_embedding_dimension)
                      + " dimensions"};
-  out.resize(n);
-  for (size_t k = 0; k < n; ++k) {
-    uint32_t u = 0;
-    for (size_t b = 0; b < 4; ++b)
-      u |= std::to_integer<uint32_t>(bytes[4 * k + b]) << (8 * b);
-    auto f = std::bit_cast<float>(u);
-    if (!std::isfinite(f)) [[unlikely]]
+  append_float32le(bytes, out);
+  for (size_t k = 0; k < n; ++k)
+    if (!std::isfinite(out[k])) [[unlikely]]
       throw body_error{fields.name(key) + "[" + std::to_string(k)
                        + "] must be a finite number (float32)"};
-    out[k] = f;
-  }
 }
 
 /// Reads the embedding `v` into `out` (emptied first; its capacity is kept,

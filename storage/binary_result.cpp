@@ -1,12 +1,12 @@
 #include "storage/binary_result.hpp"
 
-#include <bit>
-#include <cstring>
 #include <stdexcept>
 
 #include <libpq-fe.h>
 #include <pqxx/except>
 #include <pqxx/largeobject>
+
+#include "runtime/float32le.hpp"
 
 namespace engram::storage {
 
@@ -178,20 +178,7 @@ size_t append_floats(std::span<const std::byte> bytes,
                      std::vector<float>& out) {
   if (bytes.size() % 4 != 0)
     throw std::runtime_error("a vector column is not whole float32 values");
-  auto n = bytes.size() / 4;
-  auto first = out.size();
-  out.resize(first + n);
-  if constexpr (std::endian::native == std::endian::little) {
-    std::memcpy(out.data() + first, bytes.data(), bytes.size());
-  } else {
-    for (size_t k = 0; k < n; ++k) {
-      uint32_t u = 0;
-      for (size_t b = 0; b < 4; ++b)
-        u |= std::to_integer<uint32_t>(bytes[4 * k + b]) << (8 * b);
-      out[first + k] = std::bit_cast<float>(u);
-    }
-  }
-  return n;
+  return append_float32le(bytes, out);
 }
 
 } // namespace engram::storage
