@@ -1,7 +1,6 @@
 #include "http/memory_routes.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cstddef>
 #include <cmath>
 #include <limits>

@@ -1,5 +1,6 @@
 #include "storage/binary_result.hpp"
 
+#include <cstring>
 #include <stdexcept>
 
 #include <libpq-fe.h>
