@@ -118,6 +118,9 @@ constexpr auto llm_providers
 constexpr auto embedding_providers
   = std::to_array<std::string_view>({"hashing", "openai"});
 
+constexpr auto embedding_encodings
+  = std::to_array<std::string_view>({"float", "base64"});
+
 constexpr auto scheduling_policies
   = std::to_array<std::string_view>({"stealing", "sharing"});
 
@@ -198,6 +201,7 @@ constexpr auto options = std::to_array<option>({
   ENGRAM_OPTION(embedding, timeout, duration(1, max_duration_ms)),
   ENGRAM_OPTION(embedding, max_attempts, integer(1, 20)),
   ENGRAM_OPTION(embedding, batch_size, integer(1, 2048)),
+  ENGRAM_OPTION(embedding, encoding_format, one_of(embedding_encodings)),
   ENGRAM_OPTION(consolidation, max_projects_in_flight, integer(1, 256)),
   ENGRAM_OPTION(consolidation, hot_memories_per_agent, integer(1, 1000)),
   ENGRAM_OPTION(consolidation, kernel_threads, integer(0, 64)),

@@ -203,6 +203,10 @@ struct config {
     int max_attempts = 3;
     /// Texts per request to the openai provider (1..2048).
     int batch_size = 256;
+    /// How the openai provider asks for vectors: "float" (JSON numbers) or
+    /// "base64" (little-endian float32, a quarter of the bytes; OpenAI's
+    /// API supports it, some compatible servers do not). Both are read.
+    std::string encoding_format = "float";
 
     bool operator==(const embedding_section&) const = default;
   } embedding;

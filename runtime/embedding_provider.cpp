@@ -10,6 +10,8 @@
 #include <boost/json.hpp>
 
 #include "messages/errc.hpp"
+#include "runtime/base64.hpp"
+#include "runtime/float32le.hpp"
 #include "runtime/openai_api.hpp"
 #include "runtime/text_words.hpp"
 
@@ -241,6 +243,8 @@ private:
       json::object body;
       body["model"] = opts_.model;
       body["input"] = std::move(input);
+      if (opts_.encoding_format == "base64")
+        body["encoding_format"] = "base64";
       auto res = endpoint_.post_json(json::serialize(body));
       if (!res)
         return std::move(res.error());
@@ -270,9 +274,11 @@ private:
     if (rows.size() != count)
       return malformed("asked for " + std::to_string(count)
                        + " embeddings, got " + std::to_string(rows.size()));
-    // Row k of the answer goes to slot order[k]; the server may answer in
+    // Row k of the answer goes to slot index; the server may answer in
     // any order and says where each row belongs by its index.
-    std::vector<const json::array*> slots(count, nullptr);
+    std::vector<std::vector<float>> slots(count);
+    std::vector<bool> filled(count, false);
+    std::vector<std::byte> bytes;
     for (size_t k = 0; k < rows.size(); ++k) {
       if (!rows[k].is_object())
         return malformed("data[" + std::to_string(k) + "] is not an object");
@@ -287,19 +293,52 @@ private:
           return malformed("data[" + std::to_string(k)
                            + "].index is not a non-negative integer");
       }
-      if (index >= count || slots[index] != nullptr)
+      if (index >= count || filled[index])
         return malformed("data[" + std::to_string(k) + "].index "
                          + std::to_string(index)
                          + " is out of range or repeated");
+      filled[index] = true;
+      auto& values = slots[index];
       auto* embedding = row.if_contains("embedding");
-      if (embedding == nullptr || !embedding->is_array())
+      if (embedding != nullptr && embedding->is_string()) {
+        // encoding_format "base64": little-endian float32.
+        const auto& text = embedding->as_string();
+        bytes.clear();
+        if (!base64_decode({text.data(), text.size()}, bytes)
+            || bytes.size() % 4 != 0)
+          return malformed("the embedding of input " + std::to_string(index)
+                           + " is a string but not base64 of float32 "
+                             "values");
+        append_float32le(bytes, values);
+      } else if (embedding != nullptr && embedding->is_array()) {
+        for (const auto& v : embedding->as_array()) {
+          double x = 0;
+          if (v.is_double())
+            x = v.as_double();
+          else if (v.is_int64())
+            x = static_cast<double>(v.as_int64());
+          else if (v.is_uint64())
+            x = static_cast<double>(v.as_uint64());
+          else
+            return malformed("the embedding of input " + std::to_string(index)
+                             + " holds a value that is not a number");
+          if (!std::isfinite(x))
+            return malformed("the embedding of input " + std::to_string(index)
+                             + " holds a non-finite value");
+          values.push_back(static_cast<float>(x));
+        }
+      } else {
         return malformed("data[" + std::to_string(k)
-                         + "].embedding is missing or not an array of "
-                           "numbers (base64 answers are not supported)");
-      slots[index] = &embedding->as_array();
+                         + "].embedding is missing or neither an array of "
+                           "numbers nor a base64 string");
+      }
+      for (float f : values)
+        if (!std::isfinite(f))
+          return malformed("the embedding of input " + std::to_string(index)
+                           + " holds a non-finite value");
     }
     for (size_t index = 0; index < count; ++index) {
-      const auto& values = *slots[index];
+      const auto& values = slots[index];
       if (values.empty())
         return malformed("the embedding of input " + std::to_string(index)
                          + " is empty");
@@ -311,23 +350,7 @@ private:
           "embeddings of different dimensions ("
             + std::to_string(out.dimension) + " and "
             + std::to_string(values.size()) + ") in one call");
-      for (const auto& v : values) {
-        double x = 0;
-        if (v.is_double())
-          x = v.as_double();
-        else if (v.is_int64())
-          x = static_cast<double>(v.as_int64());
-        else if (v.is_uint64())
-          x = static_cast<double>(v.as_uint64());
-        else
-          return malformed("the embedding of input " + std::to_string(index)
-                           + " holds a value that is not a number");
-        auto f = static_cast<float>(x);
-        if (!std::isfinite(x) || !std::isfinite(f))
-          return malformed("the embedding of input " + std::to_string(index)
-                           + " holds a non-finite value");
-        out.values.push_back(f);
-      }
+      out.values.insert(out.values.end(), values.begin(), values.end());
     }
     return {};
   }
@@ -372,6 +395,10 @@ make_embedding_provider(const embedding_options& opts, llm_environment env) {
     return make_error(errc::invalid_config,
                       "the openai embedding provider needs a batch size of at "
                       "least 1 (embedding.batch_size = 0)");
+  if (opts.encoding_format != "float" && opts.encoding_format != "base64")
+    return make_error(errc::invalid_config,
+                      "embedding.encoding_format must be float or base64, got '"
+                        + opts.encoding_format + "'");
   if (opts.model.empty())
     return make_error(errc::invalid_config,
                       "the openai embedding provider needs a model "

@@ -82,6 +82,10 @@ struct embedding_options {
   std::chrono::milliseconds retry_max_delay{30000};
   /// Texts per request to the openai provider.
   size_t batch_size = 256;
+  /// "float" or "base64": the `encoding_format` the openai provider asks
+  /// for ("float" is the API's default and is not sent). Answers in either
+  /// form are read.
+  std::string encoding_format = "float";
 };
 
 /// Creates the provider named in `opts.provider` (same rules as

@@ -396,6 +396,7 @@ int serve(const config& cfg) {
   embedding_opts.timeout = cfg.embedding.timeout;
   embedding_opts.max_attempts = cfg.embedding.max_attempts;
   embedding_opts.batch_size = static_cast<size_t>(cfg.embedding.batch_size);
+  embedding_opts.encoding_format = cfg.embedding.encoding_format;
   auto embedder_provider = make_embedding_provider(embedding_opts, llm_env);
   if (!embedder_provider) {
     logger()->critical("cannot set up the embedding provider: {}",

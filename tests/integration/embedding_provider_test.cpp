@@ -124,6 +124,39 @@ TEST(openai_embedding_live, sends_the_texts_and_reads_the_rows) {
   EXPECT_EQ(body.at("input"), (json::array{"first text", "second \"text\"\n"}));
 }
 
+TEST(openai_embedding_live, asks_for_base64_when_configured_and_reads_either_form) {
+  // 1.0f, -2.5f and 0.125f as little-endian float32, base64.
+  const char* one_two = "AACAPwAAIMAAAAA+";
+  fake_http_server server;
+  server.enqueue(json_response(
+    std::string{R"({"data": [{"index": 1, "embedding": [4, 5, 6]}, )"}
+    + R"({"index": 0, "embedding": ")" + one_two + R"("}]})"));
+  server.enqueue(json_response(
+    std::string{R"({"data": [{"index": 0, "embedding": ")"} + one_two
+    + R"("}]})"));
+  auto opts = local_embedding(server);
+  opts.encoding_format = "base64";
+  auto p = provider_for(opts);
+  ASSERT_NE(p, nullptr);
+  auto mixed = p->embed({"a", "b"});
+  ASSERT_TRUE(mixed) << describe(mixed.error());
+  EXPECT_EQ(mixed->dimension, 3u);
+  EXPECT_EQ(mixed->values,
+            (std::vector<float>{1.0f, -2.5f, 0.125f, 4, 5, 6}));
+  auto body = json::parse(server.requests().at(0).body).as_object();
+  EXPECT_EQ(body.at("encoding_format").as_string(), "base64");
+  // "float" (the default) is the API's default: not sent, base64 answers
+  // still read.
+  auto plain = provider_for(local_embedding(server));
+  ASSERT_NE(plain, nullptr);
+  auto one = plain->embed({"c"});
+  ASSERT_TRUE(one) << describe(one.error());
+  EXPECT_EQ(one->values, (std::vector<float>{1.0f, -2.5f, 0.125f}));
+  EXPECT_FALSE(json::parse(server.requests().at(1).body)
+                 .as_object()
+                 .contains("encoding_format"));
+}
+
 TEST(openai_embedding_live, orders_rows_by_index) {
   fake_http_server server;
   server.enqueue(
@@ -246,10 +279,15 @@ TEST(openai_embedding_live, malformed_answers_are_non_retryable_errors) {
          // The same index twice, an index out of range.
          R"({"data": [{"index": 0, "embedding": [1]}, {"index": 0, "embedding": [2]}]})",
          R"({"data": [{"index": 0, "embedding": [1]}, {"index": 5, "embedding": [2]}]})",
-         // Not numbers, empty, base64.
+         // Not numbers, empty, base64 of 3 bytes, not base64, base64 of a
+         // NaN, a vector neither an array nor a string.
          R"({"data": [{"index": 0, "embedding": [1]}, {"index": 1, "embedding": ["x"]}]})",
          R"({"data": [{"index": 0, "embedding": []}, {"index": 1, "embedding": []}]})",
          R"({"data": [{"index": 0, "embedding": "AAAA"}, {"index": 1, "embedding": "AAAA"}]})",
+         R"({"data": [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": "no base64!"}]})",
+         R"({"data": [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": "AADAfw=="}]})",
+         R"({"data": [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": ""}]})",
+         R"({"data": [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": {}}]})",
          // Beyond float range (finite as a double), and beyond double range.
          R"({"data": [{"index": 0, "embedding": [1e300]}, {"index": 1, "embedding": [1]}]})",
          R"({"data": [{"index": 0, "embedding": [1e999]}, {"index": 1, "embedding": [1]}]})",

@@ -404,6 +404,8 @@ TEST(config, rejects_out_of_range) {
      "must be between 1 and 2048"},
     {"[consolidation]\nmax_projects_in_flight = 0",
      "consolidation.max_projects_in_flight", "0", "must be between 1 and 256"},
+    {"[embedding]\nencoding_format = \"hex\"", "embedding.encoding_format",
+     "hex", "must be one of"},
     {"[consolidation]\nkernel_threads = 65",
      "consolidation.kernel_threads", "65", "must be between 0 and 64"},
     {"[consolidation]\nhot_memories_per_agent = 1001",
@@ -451,6 +453,7 @@ api_key_env = "MY_EMBEDDING_KEY"
 timeout = "5s"
 max_attempts = 5
 batch_size = 64
+encoding_format = "base64"
 
 [consolidation]
 max_projects_in_flight = 8
@@ -465,6 +468,7 @@ kernel_threads = 2
   EXPECT_EQ(cfg.embedding.timeout, 5s);
   EXPECT_EQ(cfg.embedding.max_attempts, 5);
   EXPECT_EQ(cfg.embedding.batch_size, 64);
+  EXPECT_EQ(cfg.embedding.encoding_format, "base64");
   EXPECT_EQ(cfg.consolidation.max_projects_in_flight, 8);
   EXPECT_EQ(cfg.consolidation.hot_memories_per_agent, 50);
   EXPECT_EQ(cfg.consolidation.kernel_threads, 2);
@@ -475,6 +479,7 @@ kernel_threads = 2
   EXPECT_EQ(defaults.embedding.model, "text-embedding-3-small");
   EXPECT_EQ(defaults.embedding.timeout, 60s);
   EXPECT_EQ(defaults.embedding.batch_size, 256);
+  EXPECT_EQ(defaults.embedding.encoding_format, "float");
   EXPECT_EQ(defaults.consolidation.max_projects_in_flight, 4);
   EXPECT_EQ(defaults.consolidation.hot_memories_per_agent, 20);
   EXPECT_EQ(defaults.consolidation.kernel_threads, 0);
@@ -646,7 +651,7 @@ TEST(config, parse_duration_rejects_garbage) {
 
 TEST(config, config_keys_in_file_order) {
   auto keys = engram::config_keys();
-  ASSERT_EQ(keys.size(), 77u); // One per member of the config struct.
+  ASSERT_EQ(keys.size(), 78u); // One per member of the config struct.
   EXPECT_EQ(keys.front(), "database.url");
   EXPECT_EQ(keys[1], "database.pool_size");
   EXPECT_EQ(keys.back(), "statsd.interval");

@@ -267,6 +267,14 @@ TEST(make_embedding_provider, refuses_an_invalid_base_url_and_batch_size_0) {
   ASSERT_FALSE(p);
   EXPECT_EQ(code_of(p.error()), errc::invalid_config);
   EXPECT_NE(message_of(p.error()).find("embedding.model"), std::string::npos);
+  opts = embedding_options{};
+  opts.provider = "openai";
+  opts.encoding_format = "hex";
+  p = make_embedding_provider(opts, env_with_key("sk-test"));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(code_of(p.error()), errc::invalid_config);
+  EXPECT_NE(message_of(p.error()).find("embedding.encoding_format"),
+            std::string::npos);
 }
 
 TEST(embeddings_url, appends_the_path_once) {
