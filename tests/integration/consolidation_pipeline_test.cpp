@@ -739,6 +739,41 @@ TEST_F(consolidation_pipeline_test, a_full_job_consolidates_a_project) {
   EXPECT_EQ(project_rows(other), other_before) << "another project is untouched";
 }
 
+TEST_F(consolidation_pipeline_test, a_project_without_patterns_completes_every_phase) {
+  // Three unrelated memories: no cluster, no merge, nothing old, nothing to
+  // demote. Every phase still commits (the patterns phase replaces the
+  // project's patterns by none), twice in a row.
+  start();
+  auto project = put_project("small");
+  std::vector<memories::memory_row> rows;
+  for (size_t k = 0; k < 3; ++k) {
+    memories::memory_row r;
+    r.type = "semantic";
+    r.content = "unrelated memory " + std::to_string(k);
+    r.embedding = axis_vec(k);
+    r.embedding_model = test_model;
+    r.created_at_us = us(noon() - 24h);
+    rows.push_back(std::move(r));
+  }
+  auto ids = import(project, std::move(rows));
+  ASSERT_EQ(ids.size(), 3u);
+  for (int run_number = 0; run_number < 2; ++run_number) {
+    auto done = run(new_job(project, us(noon())));
+    ASSERT_TRUE(done) << describe(done.error());
+    EXPECT_EQ(done->status, "completed") << done->error_message;
+    EXPECT_EQ(done->phases_completed.size(), consolidation::phase_names().size());
+    auto metrics = parse_object(done->metrics_json);
+    EXPECT_EQ(metrics.at("patterns").at("patterns_extracted").as_int64(), 0);
+    EXPECT_EQ(done->memories_merged, 0);
+  }
+  EXPECT_EQ(count("SELECT count(*) FROM engram.patterns WHERE project_id = '"
+                  + project + "'"),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM engram.memories WHERE project_id = '"
+                  + project + "' AND status = 'active'"),
+            3);
+}
+
 TEST_F(consolidation_pipeline_test, running_a_job_again_answers_it_and_a_second_job_converges) {
   start();
   auto project = put_project("alpha");
