@@ -82,6 +82,7 @@
 #include "runtime/config.hpp"
 #include "runtime/embedding_provider.hpp"
 #include "runtime/io_threads.hpp"
+#include "runtime/split.hpp"
 #include "runtime/llm_provider.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -348,16 +349,6 @@ struct set_spec {
   /// End-to-end target in seconds.
   double target_s = 0;
 };
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in{s};
-  std::string item;
-  while (std::getline(in, item, sep))
-    if (!item.empty())
-      out.push_back(item);
-  return out;
-}
 
 /// NDJSON bodies of at most max_body bytes and max_rows_per_body rows.
 std::vector<std::string> build_bodies(const bench::generated_project& p,
@@ -792,7 +783,7 @@ void run_kernel(double peak) {
 
 int main() {
   log::setup("warn", log::format::text);
-  auto selected = split(env_or("ENGRAM_BENCH_SETS", "1k,10k,100k,stress,kernel"), ',');
+  auto selected = split_on(env_or("ENGRAM_BENCH_SETS", "1k,10k,100k,stress,kernel"), ',');
   auto wants = [&](const std::string& name) {
     return std::find(selected.begin(), selected.end(), name) != selected.end();
   };
@@ -833,7 +824,7 @@ int main() {
     {
       pqxx::connection c{db};
       pqxx::nontransaction tx{c};
-      for (const auto& kv : split(settings, ';')) {
+      for (const auto& kv : split_on(settings, ';')) {
         auto eq = kv.find('=');
         if (eq == std::string::npos)
           continue;

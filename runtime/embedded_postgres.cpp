@@ -26,6 +26,7 @@
 #include "messages/errc.hpp"
 #include "runtime/child_process.hpp"
 #include "runtime/log.hpp"
+#include "runtime/split.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -228,17 +229,9 @@ std::optional<std::string> read_link(const fs::path& p) {
 }
 
 std::vector<std::string> proc_cmdline(pid_t pid) {
-  auto raw = read_file("/proc/" + std::to_string(pid) + "/cmdline", 65536);
-  std::vector<std::string> args;
-  size_t start = 0;
-  while (start < raw.size()) {
-    auto end = raw.find('\0', start);
-    if (end == std::string::npos)
-      end = raw.size();
-    args.push_back(raw.substr(start, end - start));
-    start = end + 1;
-  }
-  return args;
+  // NUL-terminated arguments.
+  return split_on(
+    read_file("/proc/" + std::to_string(pid) + "/cmdline", 65536), '\0');
 }
 
 bool same_path(const std::string& a, const fs::path& b) {

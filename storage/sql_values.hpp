@@ -16,6 +16,7 @@
 #include <pqxx/field>
 
 #include "runtime/clock.hpp"
+#include "runtime/split.hpp"
 
 namespace engram::storage::sql_values {
 
@@ -122,16 +123,7 @@ array_literal(const std::vector<std::string>& items) {
 /// one: for arrays whose items have no commas (ids, phase names).
 [[nodiscard]] inline std::vector<std::string>
 split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < s.size()) {
-    auto end = s.find(',', start);
-    if (end == std::string::npos)
-      end = s.size();
-    out.emplace_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
+  return split_on(s, ',');
 }
 
 /// An epoch-microsecond time as timestamptz text; nullopt for 0 (none).
