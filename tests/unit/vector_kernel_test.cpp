@@ -500,6 +500,25 @@ TEST(VectorKernel, ABlockSearchedByManyThreadsDecidesAndCountsAsOne) {
   set_kernel_threads(before);
 }
 
+/// How many threads are between enter() and leave() now, and the most
+/// there ever were at once.
+class at_once {
+public:
+  void enter() {
+    auto n = ++now_;
+    auto seen = most_.load();
+    while (n > seen && !most_.compare_exchange_weak(seen, n)) {
+    }
+  }
+  void leave() { --now_; }
+  [[nodiscard]] int now() const { return now_.load(); }
+  [[nodiscard]] int most() const { return most_.load(); }
+
+private:
+  std::atomic<int> now_{0};
+  std::atomic<int> most_{0};
+};
+
 TEST(VectorKernel, InPartsCoversEveryItemOnceOnAnyNumberOfThreads) {
   auto before = kernel_threads();
   for (size_t threads : {1u, 2u, 3u, 8u})
@@ -534,45 +553,43 @@ TEST(VectorKernel, InPartsInsideAPieceRunsOnItsThread) {
   // no threads of their own: never more than kernel_threads at once.
   auto before = kernel_threads();
   set_kernel_threads(3);
-  std::atomic<int> running{0};
-  std::atomic<int> max_running{0};
+  at_once pieces;
+  at_once nested;
   std::atomic<size_t> inner_items{0};
   in_parts(300, 10, [&](size_t first, size_t last) {
-    auto now = ++running;
-    max_running = std::max(max_running.load(), now);
+    pieces.enter();
     for (auto i = first; i < last; ++i)
       in_parts(100, 1, [&](size_t a, size_t b) {
+        nested.enter();
         inner_items += b - a;
         std::this_thread::sleep_for(std::chrono::microseconds(20));
+        nested.leave();
       });
-    --running;
+    pieces.leave();
   });
   EXPECT_EQ(inner_items.load(), 300u * 100u);
-  EXPECT_LE(max_running.load(), 3);
+  EXPECT_LE(pieces.most(), 3);
+  EXPECT_LE(nested.most(), 3) << "nested calls run on their piece's thread";
   // Outside any piece, a call takes the threads again.
-  std::atomic<int> outer{0};
-  std::atomic<int> max_outer{0};
+  at_once outer;
   in_parts(300, 10, [&](size_t, size_t) {
-    auto now = ++outer;
-    max_outer = std::max(max_outer.load(), now);
+    outer.enter();
     std::this_thread::sleep_for(std::chrono::microseconds(500));
-    --outer;
+    outer.leave();
   });
-  EXPECT_GT(max_outer.load(), 1);
+  EXPECT_GT(outer.most(), 1);
   set_kernel_threads(before);
 }
 
 TEST(VectorKernel, InPartsRethrowsTheFirstErrorAfterEveryThreadIsDone) {
   auto before = kernel_threads();
   set_kernel_threads(4);
-  std::atomic<int> running{0};
-  std::atomic<int> max_running{0};
+  at_once pieces;
   try {
     in_parts(1000, 10, [&](size_t first, size_t) {
-      auto now = ++running;
-      max_running = std::max(max_running.load(), now);
+      pieces.enter();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
-      --running;
+      pieces.leave();
       if (first >= 500)
         throw std::runtime_error("piece " + std::to_string(first));
     });
@@ -580,8 +597,8 @@ TEST(VectorKernel, InPartsRethrowsTheFirstErrorAfterEveryThreadIsDone) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string{e.what()}.rfind("piece ", 0), 0u) << e.what();
   }
-  EXPECT_EQ(running.load(), 0) << "every thread finished before the rethrow";
-  EXPECT_GT(max_running.load(), 1) << "pieces ran at once";
+  EXPECT_EQ(pieces.now(), 0) << "every thread finished before the rethrow";
+  EXPECT_GT(pieces.most(), 1) << "pieces ran at once";
   set_kernel_threads(before);
 }
 
