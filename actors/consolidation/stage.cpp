@@ -580,25 +580,21 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
       adopted_space = static_cast<size_t>(space);
     }
   }
-  // An adopted matrix's memory rows normalised in place, at once on the
-  // kernel's threads (rows are independent): whether each is usable.
+  // An adopted matrix holds only loaded vectors, one per row: its rows are
+  // normalised in place at once on the kernel's threads (rows are
+  // independent), and `usable` says which are not zero or non-finite.
   std::vector<char> usable;
   if (adopted) {
-    usable.resize(data.memories.size());
     auto& vectors = s.spaces[adopted_space].vectors;
-    vec::in_parts(data.memories.size(), 4096, [&](size_t first, size_t last) {
-      for (auto i = first; i < last; ++i) {
-        const auto& st = data.memories[i];
-        if (st.dim != 0)
-          usable[i] = vec::normalize({vectors.row(st.offset / st.dim), st.dim});
-      }
+    usable.resize(vectors.rows());
+    vec::in_parts(vectors.rows(), 4096, [&](size_t first, size_t last) {
+      for (auto r = first; r < last; ++r)
+        usable[r] = vec::normalize({vectors.row(r), vectors.dim()});
     });
   }
   // Places a loaded vector in its model's space; no_space when unusable.
-  // `normalized`: an adopted row normalised already (1 usable, 0 not),
-  // -1 none yet.
   auto place = [&](const std::string& model, uint64_t offset, uint32_t dim,
-                   uint32_t& row, int normalized = -1) -> int32_t {
+                   uint32_t& row) -> int32_t {
     if (dim == 0 || model.empty())
       return no_space;
     auto space = s.space_for(model, dim);
@@ -607,9 +603,7 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
       return no_space;
     if (adopted) {
       row = static_cast<uint32_t>(offset / dim);
-      if (normalized >= 0)
-        return normalized == 1 ? space : no_space;
-      return vec::normalize({vectors.row(row), dim}) ? space : no_space;
+      return usable[row] != 0 ? space : no_space;
     }
     std::span<float> v{data.floats.data() + offset, dim};
     if (!vec::normalize(v))
@@ -630,8 +624,7 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
       space.vectors.reserve(rows_of[space.model] + rows_of[space.model] / 2
                             + data.playbook.size() + 1024);
   }
-  for (size_t i = 0; i < data.memories.size(); ++i) {
-    auto& st = data.memories[i];
+  for (auto& st : data.memories) {
     memory m;
     m.id = std::move(st.id);
     m.agent_id = std::move(st.agent_id);
@@ -649,8 +642,7 @@ snapshot make_snapshot(std::string project_id, int64_t as_of_us,
       m.expires_at_us = st.expires_at_us;
     m.content = std::move(st.content);
     m.parent_id = std::move(st.parent_id);
-    m.space = place(st.embedding_model, st.offset, st.dim, m.row,
-                    adopted ? usable[i] : -1);
+    m.space = place(st.embedding_model, st.offset, st.dim, m.row);
     index.emplace(m.id, static_cast<uint32_t>(s.memories.size()));
     s.memories.push_back(std::move(m));
   }
