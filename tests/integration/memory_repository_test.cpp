@@ -389,6 +389,46 @@ TEST_F(memory_repository_test, an_import_of_384_dimension_rows_is_fast) {
 
 // -- listing --------------------------------------------------------------------------
 
+TEST_F(memory_repository_test, an_agents_hot_memories_are_read_through_the_agent_index) {
+  // Many agents in two projects: the hot-memory cache asks by agent id
+  // alone, and the answer comes from memories_active_agent_idx (migration
+  // 015), not from reading every project's memories.
+  std::vector<std::string> agents;
+  for (int a = 0; a < 40; ++a)
+    agents.push_back(fresh_id());
+  for (const auto& into : {project, other_project}) {
+    std::vector<memories::memory_row> rows;
+    for (int k = 0; k < 1000; ++k) {
+      auto r = row("memory " + std::to_string(k));
+      r.agent_id = agents[static_cast<size_t>(k) % agents.size()];
+      r.tier = k % 4 == 0 ? "hot" : "warm";
+      r.importance = 1 + k % 10;
+      rows.push_back(std::move(r));
+    }
+    ASSERT_TRUE(import(std::move(rows), into));
+  }
+  exec("ANALYZE engram.memories");
+  auto scans = [&] {
+    return count("SELECT idx_scan FROM pg_stat_user_indexes WHERE "
+                 "indexrelname = 'memories_active_agent_idx'");
+  };
+  auto before = scans();
+  auto hot = in_tx([&](auto& tx) {
+    auto result = storage::hot_memories(tx, agents[0], 20);
+    tx.exec("SELECT pg_stat_force_next_flush()");
+    return result;
+  });
+  ASSERT_TRUE(hot) << describe(hot.error());
+  // Agent 0 has memories 0, 40, 80, ... of each project; every one of
+  // those is hot (k % 4 == 0), importance 1 (k % 10 == 0): 50 in all.
+  ASSERT_EQ(hot->size(), 20u);
+  for (const auto& m : *hot) {
+    EXPECT_EQ(m.agent_id, agents[0]);
+    EXPECT_EQ(m.tier, "hot");
+  }
+  EXPECT_GT(scans(), before) << "the agent index answered";
+}
+
 TEST_F(memory_repository_test, listing_filters_and_pages_newest_first) {
   // 7 memories an hour apart, newest last; two of them share an instant so
   // the id breaks the tie.
