@@ -17,6 +17,7 @@
 #include "actors/scheduler/cron.hpp"
 #include "http/actor_request.hpp"
 #include "http/json_body.hpp"
+#include "http/json_float_array.hpp"
 #include "http/json_values.hpp"
 #include "messages/cache.hpp"
 #include "runtime/base64.hpp"
@@ -197,6 +198,24 @@ void embedding_value(json_fields& fields, simdjson::ondemand::value v,
     throw body_error{fields.name(key)
                      + " must be an array of numbers or a base64 string of "
                        "float32 values"};
+  std::string_view text;
+  if (arr.raw_json().get(text))
+    throw body_error{"malformed JSON at " + fields.name(key)};
+  if (parse_float_array(text, out, max_embedding_dimension)) {
+    if (out.empty())
+      throw body_error{fields.name(key)
+                       + " must not be empty (leave it out or send null for "
+                         "none)"};
+    return;
+  }
+  // Refused by the fast path: read the array again, element by element,
+  // to name what is wrong.
+  out.clear();
+  thread_local simdjson::ondemand::parser again;
+  simdjson::padded_string copy{text};
+  simdjson::ondemand::document doc;
+  if (again.iterate(copy).get(doc) || doc.get_array().get(arr))
+    throw body_error{"malformed JSON at " + fields.name(key)};
   auto at = [&] {
     return fields.name(key) + "[" + std::to_string(out.size()) + "]";
   };
