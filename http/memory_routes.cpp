@@ -20,6 +20,7 @@
 #include "http/json_float_array.hpp"
 #include "http/json_values.hpp"
 #include "messages/cache.hpp"
+#include "messages/import_stream.hpp"
 #include "runtime/base64.hpp"
 #include "runtime/float32le.hpp"
 #include "runtime/uuid.hpp"
@@ -398,28 +399,252 @@ void read_memory(simdjson::ondemand::object obj, size_t index,
                      + " is given without an embedding"};
 }
 
-void count_row(const std::vector<memories::memory_row>& rows) {
-  if (rows.size() == max_imported_memories)
-    throw too_many_memories{"an import takes at most "
-                            + std::to_string(max_imported_memories)
-                            + " memories; split it into several requests"};
-}
-
-/// Reads the next memory of an import into a new last row of `rows`; its
-/// embedding gets the capacity of the previous row's, so most rows
-/// allocate their vector once.
-void append_memory(simdjson::ondemand::object obj,
-                   std::vector<memories::memory_row>& rows) {
-  size_t dimension = rows.empty() ? 0 : rows.back().embedding.size();
-  auto index = rows.size();
-  auto& r = rows.emplace_back();
-  r.embedding.reserve(dimension);
-  read_memory(obj, index, r);
-}
-
 /// "memories[<index>]".
 std::string row_name(size_t index) {
   return "memories[" + std::to_string(index) + "]";
+}
+
+// -- import -------------------------------------------------------------------------
+
+/// Rows per chunk handed to the storage worker: a few milliseconds of the
+/// server's work, so that it starts on a body's first rows while the rest
+/// is parsed, and each hand-over is cheap.
+constexpr size_t import_chunk_rows = 256;
+
+/// Thrown to stop parsing a body whose import the storage worker has given
+/// up (its answer says why).
+struct import_abandoned {};
+
+/// Fills `rows` (all without an embedding) from the embedder's answer; a
+/// malformed answer is an error.
+std::optional<std::string> fill_embeddings(memories::embed_texts_result& e,
+                                           std::vector<memories::memory_row>& rows) {
+  auto dim = static_cast<size_t>(std::max<int64_t>(e.dimension, 0));
+  if (dim == 0 || e.model.empty() || e.values.size() != dim * rows.size())
+    return "the embedder answered " + std::to_string(e.values.size())
+           + " values of dimension " + std::to_string(e.dimension)
+           + " (model '" + e.model + "') for " + std::to_string(rows.size())
+           + " texts";
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const float* first = e.values.data() + k * dim;
+    rows[k].embedding.assign(first, first + dim);
+    rows[k].embedding_model = e.model;
+  }
+  return std::nullopt;
+}
+
+/// One import in flight. The parser hands it each row (take); rows with an
+/// embedding go to the storage worker in chunks (import_stream_request)
+/// as soon as the first chunk is full, so the server copies them while the
+/// rest is parsed; rows without one wait for the embedder, asked once the
+/// body has been read (after the project was found), and follow last. The
+/// storage worker's answer answers the request; until it has been asked, a
+/// refusal is answered here. Checks across rows (ids that repeat, one
+/// model with two dimensions) are made as the rows come, the storage
+/// worker checks the rest, and anything refused rolls the whole import
+/// back.
+class import_job : public std::enable_shared_from_this<import_job> {
+public:
+  import_job(shared_deps deps, storage_actor storage, std::string project_id,
+             responder respond)
+    : deps_(std::move(deps)),
+      storage_(std::move(storage)),
+      project_id_(std::move(project_id)),
+      respond_(std::move(respond)) {
+    pending_.rows.reserve(import_chunk_rows);
+    pending_.indices.reserve(import_chunk_rows);
+  }
+
+  /// Rows taken so far: the next row's number.
+  [[nodiscard]] size_t rows() const { return rows_; }
+
+  /// The dimension of the last vector taken (to reserve the next's).
+  [[nodiscard]] size_t last_dimension() const { return last_dimension_; }
+
+  /// Takes row number rows(). Throws body_error for what it refuses and
+  /// import_abandoned when the storage worker has given up.
+  void take(memories::memory_row&& r) {
+    auto i = rows_;
+    auto at = [i] { return row_name(i) + "."; };
+    if (!r.id.empty()) {
+      auto [it, fresh] = ids_.try_emplace(r.id, i);
+      if (!fresh)
+        throw body_error{at() + "id repeats the id of memories["
+                         + std::to_string(it->second) + "] (" + r.id + ")"};
+    }
+    if (!r.embedding.empty()) {
+      auto [it, fresh] = dimensions_.try_emplace(r.embedding_model,
+                                                 r.embedding.size(), i);
+      if (!fresh && it->second.first != r.embedding.size())
+        throw body_error{at() + "embedding has "
+                         + std::to_string(r.embedding.size())
+                         + " dimensions, but memories["
+                         + std::to_string(it->second.second) + "] of model '"
+                         + r.embedding_model + "' has "
+                         + std::to_string(it->second.first)};
+      last_dimension_ = r.embedding.size();
+    }
+    // The hot memories of these agents change with the import.
+    if (r.tier == "hot" && r.status == "active")
+      hot_agents_.push_back(r.agent_id);
+    ++rows_;
+    auto& to = r.embedding.empty() ? aside_ : pending_;
+    to.indices.push_back(static_cast<uint32_t>(i));
+    to.rows.push_back(std::move(r));
+    if (pending_.rows.size() == import_chunk_rows)
+      hand_over(pending_);
+  }
+
+  /// The body has been read whole (at least one row): embeds the rows
+  /// without a vector, then ends the import's stream.
+  void body_read() {
+    if (aside_.rows.empty()) {
+      finish();
+      return;
+    }
+    if (!deps_->embedder) {
+      refuse(errc::unavailable,
+             "no embedding provider is running; send every memory with its "
+             "embedding and embedding_model");
+      return;
+    }
+    embed_then_finish();
+  }
+
+  /// The import is refused: answered here, or by the storage worker once
+  /// it has been asked.
+  void refuse(errc code, std::string message) {
+    if (producer_)
+      producer_->fail(code, std::move(message));
+    else
+      respond_(error_response(code, message));
+  }
+
+private:
+  /// Asks the storage worker to import the stream's rows; its answer
+  /// answers the request.
+  void start() {
+    stream_ = std::make_shared<memories::import_stream>();
+    producer_.emplace(stream_);
+    memories::import_stream_request req;
+    req.project_id = project_id_;
+    req.stream = stream_;
+    req.now_us = to_epoch_us(deps_->time->now());
+    req.wait_ms = deps_->import_timeout.count();
+    auto self = shared_from_this();
+    deps_->sys->spawn([self, req = std::move(req)](
+                        caf::event_based_actor* a) mutable {
+      a->request(self->storage_, self->deps_->import_timeout, std::move(req))
+        .then(
+          [self](memories::import_result& result) {
+            invalidate_hot_memories(*self->deps_->sys, self->project_id_,
+                                    std::move(self->hot_agents_));
+            json::array ids;
+            ids.reserve(result.ids.size());
+            for (auto& id : result.ids)
+              ids.emplace_back(id);
+            self->respond_(json_ok(status::created,
+                                   json::object{{"imported", result.count},
+                                                {"ids", std::move(ids)}}));
+          },
+          [self](caf::error& err) {
+            self->respond_(error_response(code_of(err), message_of(err)));
+          });
+    });
+  }
+
+  /// Hands chunk `c` over (emptied; starts the import at the first).
+  void hand_over(memories::import_stream::chunk& c) {
+    if (!producer_)
+      start();
+    bool taken = producer_->push(std::move(c));
+    c.rows.clear();
+    c.indices.clear();
+    if (!taken)
+      throw import_abandoned{};
+  }
+
+  void finish() {
+    try {
+      if (!pending_.rows.empty() || !producer_)
+        hand_over(pending_);
+    } catch (const import_abandoned&) {
+      return;
+    }
+    std::sort(hot_agents_.begin(), hot_agents_.end());
+    hot_agents_.erase(std::unique(hot_agents_.begin(), hot_agents_.end()),
+                      hot_agents_.end());
+    producer_->finish();
+  }
+
+  /// Looks the project up (an unknown one costs no embedding), embeds the
+  /// rows set aside, hands them over, finishes.
+  void embed_then_finish() {
+    auto self = shared_from_this();
+    deps_->sys->spawn([self](caf::event_based_actor* a) {
+      a->request(self->storage_, self->deps_->timeout,
+                 memories::get_project_request{self->project_id_})
+        .then(
+          [a, self](memories::project_record&) {
+            memories::embed_texts_request req;
+            req.texts.reserve(self->aside_.rows.size());
+            for (const auto& r : self->aside_.rows)
+              req.texts.push_back(r.content);
+            a->request(self->deps_->embedder, self->deps_->import_timeout,
+                       std::move(req))
+              .then(
+                [self](memories::embed_texts_result& e) {
+                  if (auto problem = fill_embeddings(e, self->aside_.rows)) {
+                    self->refuse(errc::unspecified, *problem);
+                    return;
+                  }
+                  try {
+                    self->hand_over(self->aside_);
+                  } catch (const import_abandoned&) {
+                    return;
+                  }
+                  self->finish();
+                },
+                [self](caf::error& err) {
+                  self->refuse(code_of(err), "embedding the memories failed: "
+                                               + message_of(err));
+                });
+          },
+          [self](caf::error& err) {
+            self->refuse(code_of(err), message_of(err));
+          });
+    });
+  }
+
+  shared_deps deps_;
+  storage_actor storage_;
+  std::string project_id_;
+  responder respond_;
+  size_t rows_ = 0;
+  size_t last_dimension_ = 0;
+  std::unordered_map<std::string, size_t> ids_;
+  /// Per model: (dimension, first row with it).
+  std::map<std::string, std::pair<size_t, size_t>> dimensions_;
+  std::vector<std::string> hot_agents_;
+  /// Rows with an embedding, not handed over yet; rows without one.
+  memories::import_stream::chunk pending_;
+  memories::import_stream::chunk aside_;
+  std::shared_ptr<memories::import_stream> stream_;
+  std::optional<memories::import_stream_producer> producer_;
+};
+
+/// Reads the next memory of an import and hands it to `job`; its
+/// embedding gets the capacity of the previous vector, so most rows
+/// allocate theirs once.
+void read_next(simdjson::ondemand::object obj, import_job& job) {
+  if (job.rows() == max_imported_memories)
+    throw too_many_memories{"an import takes at most "
+                            + std::to_string(max_imported_memories)
+                            + " memories; split it into several requests"};
+  memories::memory_row r;
+  r.embedding.reserve(job.last_dimension());
+  read_memory(obj, job.rows(), r);
+  job.take(std::move(r));
 }
 
 /// The object `v`, or body_error naming row `index`.
@@ -436,14 +661,12 @@ simdjson::ondemand::object object_of(simdjson::ondemand::value v,
   return obj;
 }
 
-/// Memories of a JSON array body.
-std::vector<memories::memory_row>
-read_array(const simdjson::padded_string& body) {
+/// The memories of a JSON array body, to `job`.
+void read_array(const simdjson::padded_string& body, import_job& job) {
   simdjson::ondemand::parser parser;
   simdjson::ondemand::document doc;
   if (parser.iterate(body).get(doc))
     throw body_error{"the request body is not valid JSON"};
-  std::vector<memories::memory_row> rows;
   try {
     json_type type;
     if (doc.type().get(type))
@@ -454,11 +677,10 @@ read_array(const simdjson::padded_string& body) {
     if (doc.get_array().get(arr))
       throw body_error{"the request body is not valid JSON"};
     for (auto element : arr) {
-      count_row(rows);
       simdjson::ondemand::value v;
       if (element.get(v))
-        throw body_error{row_name(rows.size()) + " is not valid JSON"};
-      append_memory(object_of(v, rows.size()), rows);
+        throw body_error{row_name(job.rows()) + " is not valid JSON"};
+      read_next(object_of(v, job.rows()), job);
     }
   } catch (const simdjson::simdjson_error& e) {
     throw body_error{std::string{"the request body is not valid JSON: "}
@@ -467,20 +689,13 @@ read_array(const simdjson::padded_string& body) {
   const char* rest = nullptr;
   if (!doc.current_location().get(rest))
     throw body_error{"unexpected content after the JSON array"};
-  return rows;
 }
 
-/// Memories of an NDJSON body: one object per line; blank lines are
-/// skipped and do not count as rows. The lines are parsed where they lie
-/// in the body (the bytes after a line are the padding simdjson reads
-/// past its end); only a line too close to the body's end is copied.
-std::vector<memories::memory_row> read_ndjson(std::string_view body) {
-  std::vector<memories::memory_row> rows;
-  // A row per line at most: one allocation instead of a doubling series
-  // of moves (a memory_row is ~300 bytes; 5,000 rows ~1.5 MB).
-  rows.reserve(std::min<size_t>(
-    static_cast<size_t>(std::count(body.begin(), body.end(), '\n')) + 1,
-    max_imported_memories));
+/// The memories of an NDJSON body, to `job`: one object per line; blank
+/// lines are skipped and do not count as rows. The lines are parsed where
+/// they lie in the body (the bytes after a line are the padding simdjson
+/// reads past its end); only a line too close to the body's end is copied.
+void read_ndjson(std::string_view body, import_job& job) {
   simdjson::ondemand::parser parser;
   simdjson::padded_string last_line;
   const char* data = body.data();
@@ -499,8 +714,7 @@ std::vector<memories::memory_row> read_ndjson(std::string_view body) {
     pos = end + 1;
     if (first == end)
       continue;
-    count_row(rows);
-    auto index = rows.size();
+    auto index = job.rows();
     auto what = [&] {
       return row_name(index) + " (line " + std::to_string(line_number) + ")";
     };
@@ -524,7 +738,7 @@ std::vector<memories::memory_row> read_ndjson(std::string_view body) {
       simdjson::ondemand::object obj;
       if (doc.get_object().get(obj))
         throw body_error{what() + " is not valid JSON"};
-      append_memory(obj, rows);
+      read_next(obj, job);
     } catch (const simdjson::simdjson_error& e) {
       throw body_error{what() + " is not valid JSON: " + e.what()};
     }
@@ -533,7 +747,6 @@ std::vector<memories::memory_row> read_ndjson(std::string_view body) {
       throw body_error{"unexpected content after " + what()
                        + " (one memory object per line)"};
   }
-  return rows;
 }
 
 bool is_ndjson(const request& req, std::string_view text) {
@@ -547,43 +760,15 @@ bool is_ndjson(const request& req, std::string_view text) {
   return first == std::string_view::npos || text[first] != '[';
 }
 
-/// What the storage refuses across rows, checked before anything is
-/// embedded: ids that repeat, vectors of one model with two dimensions.
-void check_rows(const std::vector<memories::memory_row>& rows) {
-  std::unordered_map<std::string, size_t> ids;
-  std::map<std::string, std::pair<size_t, size_t>> dimensions;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    auto at = [i] { return row_name(i) + "."; };
-    if (!r.id.empty()) {
-      auto [it, fresh] = ids.try_emplace(r.id, i);
-      if (!fresh)
-        throw body_error{at() + "id repeats the id of memories["
-                         + std::to_string(it->second) + "] (" + r.id + ")"};
-    }
-    if (!r.embedding.empty()) {
-      auto [it, fresh] = dimensions.try_emplace(r.embedding_model,
-                                                r.embedding.size(), i);
-      if (!fresh && it->second.first != r.embedding.size())
-        throw body_error{at() + "embedding has "
-                         + std::to_string(r.embedding.size())
-                         + " dimensions, but memories["
-                         + std::to_string(it->second.second) + "] of model '"
-                         + r.embedding_model + "' has "
-                         + std::to_string(it->second.first)};
-    }
-  }
-}
-
-std::vector<memories::memory_row> read_import(const request& req) {
-  if (req.body().empty())
-    (void) padded_body(req); // refuses the empty body
-  auto rows = is_ndjson(req, req.body()) ? read_ndjson(req.body())
-                                         : read_array(padded_body(req));
-  if (rows.empty())
+/// Reads the import's body into `job`. Throws body_error (too_many_memories)
+/// for what it refuses, import_abandoned when the storage worker gave up.
+void read_import(const request& req, import_job& job) {
+  if (is_ndjson(req, req.body()))
+    read_ndjson(req.body(), job);
+  else
+    read_array(padded_body(req), job);
+  if (job.rows() == 0)
     throw body_error{"the import holds no memories"};
-  check_rows(rows);
-  return rows;
 }
 
 /// The `{id}` of the path as a project or memory id.
@@ -622,121 +807,6 @@ void guard(responder& respond, F&& f) {
   } catch (const body_error& e) {
     respond(error_response(errc::invalid_argument, e.what()));
   }
-}
-
-// -- import -------------------------------------------------------------------------
-
-using shared_rows = std::shared_ptr<std::vector<memories::memory_row>>;
-
-/// Stores the rows and answers 201 with their ids.
-void store(caf::event_based_actor* self, const shared_deps& deps,
-           const storage_actor& storage, std::string project_id,
-           shared_rows rows, responder respond) {
-  // The hot memories of these agents change with the import.
-  std::vector<std::string> hot_agents;
-  for (const auto& r : *rows)
-    if (r.tier == "hot" && r.status == "active")
-      hot_agents.push_back(r.agent_id);
-  std::sort(hot_agents.begin(), hot_agents.end());
-  hot_agents.erase(std::unique(hot_agents.begin(), hot_agents.end()),
-                   hot_agents.end());
-  memories::import_memories_request req;
-  req.project_id = project_id;
-  req.rows = std::move(*rows);
-  req.now_us = to_epoch_us(deps->time->now());
-  self->request(storage, deps->import_timeout, std::move(req))
-    .then(
-      [respond, deps, project_id,
-       hot_agents = std::move(hot_agents)](memories::import_result& result) mutable {
-        invalidate_hot_memories(*deps->sys, project_id, std::move(hot_agents));
-        json::array ids;
-        ids.reserve(result.ids.size());
-        for (auto& id : result.ids)
-          ids.emplace_back(id);
-        respond(json_ok(status::created,
-                        json::object{{"imported", result.count},
-                                     {"ids", std::move(ids)}}));
-      },
-      [respond](caf::error& err) mutable {
-        respond(error_response(code_of(err), message_of(err)));
-      });
-}
-
-/// Fills the rows without an embedding from the embedder's answer; a
-/// malformed answer is an error.
-std::optional<std::string> fill_embeddings(memories::embed_texts_result& e,
-                                           const std::vector<size_t>& missing,
-                                           std::vector<memories::memory_row>& rows) {
-  auto dim = static_cast<size_t>(std::max<int64_t>(e.dimension, 0));
-  if (dim == 0 || e.model.empty() || e.values.size() != dim * missing.size())
-    return "the embedder answered " + std::to_string(e.values.size())
-           + " values of dimension " + std::to_string(e.dimension)
-           + " (model '" + e.model + "') for " + std::to_string(missing.size())
-           + " texts";
-  for (size_t k = 0; k < missing.size(); ++k) {
-    auto& r = rows[missing[k]];
-    const float* first = e.values.data() + k * dim;
-    r.embedding.assign(first, first + dim);
-    r.embedding_model = e.model;
-  }
-  return std::nullopt;
-}
-
-/// Embeds the rows that need it, then stores all of them. The project is
-/// looked up first, so an unknown one costs no embedding.
-void import(const shared_deps& deps, std::string project_id, shared_rows rows,
-            responder respond) {
-  auto storage = storage_of(*deps->sys);
-  if (!storage) {
-    respond(error_response(errc::shutting_down,
-                           "the storage pool is not running"));
-    return;
-  }
-  std::vector<size_t> missing;
-  for (size_t i = 0; i < rows->size(); ++i)
-    if ((*rows)[i].embedding.empty())
-      missing.push_back(i);
-  if (!missing.empty() && !deps->embedder) {
-    respond(error_response(errc::unavailable,
-                           "no embedding provider is running; send every "
-                           "memory with its embedding and embedding_model"));
-    return;
-  }
-  deps->sys->spawn([deps, storage, project_id = std::move(project_id), rows,
-                    missing = std::move(missing),
-                    respond](caf::event_based_actor* self) mutable {
-    if (missing.empty()) {
-      store(self, deps, storage, project_id, rows, respond);
-      return;
-    }
-    self->request(storage, deps->timeout, memories::get_project_request{project_id})
-      .then(
-        [self, deps, storage, project_id, rows, missing,
-         respond](memories::project_record&) mutable {
-          memories::embed_texts_request req;
-          req.texts.reserve(missing.size());
-          for (auto i : missing)
-            req.texts.push_back((*rows)[i].content);
-          self->request(deps->embedder, deps->import_timeout, std::move(req))
-            .then(
-              [self, deps, storage, project_id, rows, missing,
-               respond](memories::embed_texts_result& e) mutable {
-                if (auto problem = fill_embeddings(e, missing, *rows)) {
-                  respond(error_response(errc::unspecified, *problem));
-                  return;
-                }
-                store(self, deps, storage, project_id, rows, respond);
-              },
-              [respond](caf::error& err) mutable {
-                respond(error_response(code_of(err),
-                                       "embedding the memories failed: "
-                                         + message_of(err)));
-              });
-        },
-        [respond](caf::error& err) mutable {
-          respond(error_response(code_of(err), message_of(err)));
-        });
-  });
 }
 
 } // namespace
@@ -779,10 +849,28 @@ void add_memory_routes(router& r, memory_route_deps deps) {
         [shared](request_context& ctx, responder respond) {
           guard(respond, [&] {
             auto project_id = path_id(ctx, "project id");
-            auto rows = std::make_shared<std::vector<memories::memory_row>>(
-              read_import(ctx.req));
-            import(shared, std::move(project_id), std::move(rows),
-                   std::move(respond));
+            if (ctx.req.body().empty())
+              (void) padded_body(ctx.req); // refuses the empty body
+            auto storage = storage_of(*shared->sys);
+            if (!storage) {
+              respond(error_response(errc::shutting_down,
+                                     "the storage pool is not running"));
+              return;
+            }
+            auto job = std::make_shared<import_job>(
+              shared, std::move(storage), std::move(project_id), respond);
+            try {
+              read_import(ctx.req, *job);
+            } catch (const too_many_memories& e) {
+              job->refuse(errc::too_large, e.what());
+              return;
+            } catch (const body_error& e) {
+              job->refuse(errc::invalid_argument, e.what());
+              return;
+            } catch (const import_abandoned&) {
+              return; // the storage worker's answer says why
+            }
+            job->body_read();
           });
         });
 

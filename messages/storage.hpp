@@ -11,6 +11,7 @@
 #include "messages/atoms.hpp"
 #include "messages/cache.hpp"
 #include "messages/consolidation.hpp"
+#include "messages/import_stream.hpp"
 #include "messages/memories.hpp"
 #include "messages/platform.hpp"
 #include "messages/tasks.hpp"
@@ -169,6 +170,9 @@ using storage_actor = caf::typed_actor<
   caf::replies_to<memories::get_project_request>::with<memories::project_record>,
   // Imports memories in one transaction (all or nothing); their ids.
   caf::replies_to<memories::import_memories_request>::with<memories::import_result>,
+  // The same, the rows arriving in chunks as the HTTP handler parses them
+  // (local only; see messages/import_stream.hpp).
+  caf::replies_to<memories::import_stream_request>::with<memories::import_result>,
   // A page of a project's memories, newest first.
   caf::replies_to<memories::list_memories_request>::with<memories::memory_page>,
   // A memory with its audit history; not_found for an unknown id.

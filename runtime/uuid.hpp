@@ -60,6 +60,30 @@ namespace detail {
   return detail::format_uuid(hi, lo);
 }
 
+/// A time-ordered (version 7, RFC 9562) UUID in canonical lower-case text
+/// form: the Unix time in milliseconds, then a 12-bit sequence, then 62
+/// random bits. The ids one thread makes increase strictly: within a
+/// millisecond the sequence counts up from a random start below 2048, and
+/// when it runs out the next ids borrow the following millisecond. Rows
+/// keyed by these ids are appended at the right edge of their B-tree index
+/// instead of at a random leaf, which is what makes a bulk insert's primary
+/// key cheap.
+[[nodiscard]] inline std::string time_ordered_uuid(uint64_t unix_ms) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local uint64_t last_ms = 0;
+  thread_local uint64_t sequence = 0;
+  if (unix_ms > last_ms) {
+    last_ms = unix_ms;
+    sequence = rng() & 0x7ff;
+  } else if (++sequence > 0xfff) {
+    ++last_ms;
+    sequence = rng() & 0x7ff;
+  }
+  uint64_t hi = ((last_ms & 0xffffffffffffULL) << 16) | 0x7000 | sequence;
+  uint64_t lo = (rng() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::format_uuid(hi, lo);
+}
+
 /// A UUID derived from `name` alone (the same name gives the same UUID on
 /// every node and in every build): two 64-bit FNV-1a hashes of the name,
 /// laid out as a version 8 UUID. For idempotent creation: a retried

@@ -18,6 +18,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -170,34 +171,81 @@ private:
   std::string bytes_;
 };
 
-/// Streams `rows` rows into `table` (`columns`, the last a jsonb or a
-/// "char" row end) by binary COPY: `write_row(buffer, i)` writes row i
-/// (begin_row first, jsonb_ending_row or row_end last). No rows: nothing
-/// is sent. Throws what libpqxx throws for a refused row.
+/// A binary COPY into `table` (`columns`, the last a jsonb or a "char"
+/// row end), written row by row: next_row() gives the buffer for a row
+/// (begin_row first, jsonb_ending_row or row_end last), row_done() sends a
+/// piece once copy_piece_bytes are buffered, flush() sends what is. The
+/// COPY opens at the first row, so a writer given no rows sends nothing,
+/// and complete() ends it; the transaction may then run other statements
+/// and the writer may open a new COPY at its next row. Throws what libpqxx
+/// throws for a refused row.
+class binary_copy_writer {
+public:
+  binary_copy_writer(pqxx::transaction_base& tx, std::string table,
+                     const std::vector<std::string>& columns)
+    : tx_(tx), table_("BINARY " + std::move(table)), columns_(columns) {}
+
+  binary_copy_writer(const binary_copy_writer&) = delete;
+  binary_copy_writer& operator=(const binary_copy_writer&) = delete;
+
+  binary_copy_buffer& next_row() {
+    if (!copy_) {
+      // "COPY BINARY table (...) FROM STDIN": the form of the binary
+      // option that fits tablewriter's "COPY <table> (<columns>) FROM
+      // STDIN".
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      copy_.emplace(tx_, table_, columns_.begin(), columns_.end());
+#pragma GCC diagnostic pop
+      buffer_ = binary_copy_buffer{};
+      buffer_.bytes().reserve(copy_piece_bytes + 64 * 1024);
+    }
+    return buffer_;
+  }
+
+  void row_done() {
+    if (buffer_.bytes().size() >= copy_piece_bytes)
+      flush();
+  }
+
+  /// Sends the rows buffered so far (whole rows only: see the top).
+  void flush() {
+    if (copy_ && !buffer_.bytes().empty()) {
+      copy_->write_raw_line(buffer_.bytes());
+      buffer_.bytes().clear();
+    }
+  }
+
+  /// Ends the COPY, if one is open.
+  void complete() {
+    if (!copy_)
+      return;
+    flush();
+    copy_->complete();
+    copy_.reset();
+  }
+
+private:
+  pqxx::transaction_base& tx_;
+  std::string table_;
+  const std::vector<std::string>& columns_;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  std::optional<pqxx::tablewriter> copy_;
+#pragma GCC diagnostic pop
+  binary_copy_buffer buffer_;
+};
+
+/// Streams `rows` rows into `table` by binary COPY (binary_copy_writer):
+/// `write_row(buffer, i)` writes row i. No rows: nothing is sent.
 template <class WriteRow>
 void copy_binary(pqxx::transaction_base& tx, const std::string& table,
                  const std::vector<std::string>& columns, size_t rows,
                  WriteRow&& write_row) {
-  // No rows, no COPY: a binary COPY must at least send its header, and
-  // tablewriter would end the header with a newline the server reads as
-  // the start of a row.
-  if (rows == 0)
-    return;
-  // "COPY BINARY table (...) FROM STDIN": the form of the binary option
-  // that fits tablewriter's "COPY <table> (<columns>) FROM STDIN".
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  pqxx::tablewriter copy{tx, "BINARY " + table, columns.begin(),
-                         columns.end()};
-#pragma GCC diagnostic pop
-  binary_copy_buffer out;
-  out.bytes().reserve(copy_piece_bytes + 64 * 1024);
+  binary_copy_writer copy{tx, table, columns};
   for (size_t i = 0; i < rows; ++i) {
-    write_row(out, i);
-    if (out.bytes().size() >= copy_piece_bytes || i + 1 == rows) {
-      copy.write_raw_line(out.bytes());
-      out.bytes().clear();
-    }
+    write_row(copy.next_row(), i);
+    copy.row_done();
   }
   copy.complete();
 }

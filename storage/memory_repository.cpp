@@ -15,6 +15,7 @@
 #include <pqxx/tablewriter>
 
 #include "messages/errc.hpp"
+#include "messages/import_stream.hpp"
 #include "storage/binary_copy.hpp"
 #include "storage/platform_repository.hpp"
 #include "runtime/uuid.hpp"
@@ -203,19 +204,6 @@ void copy_row(binary_copy_buffer& out, const memories::memory_row& r,
                                                : r.metadata_json);
 }
 
-/// Streams the rows into engram.memories (storage/binary_copy.hpp). Throws
-/// what libpqxx throws for a refused row (e.g. unique_violation for a taken
-/// id).
-void copy_rows(pqxx::transaction_base& tx,
-               const std::vector<memories::memory_row>& rows,
-               const std::vector<std::string>& ids,
-               const std::string& project_id, int64_t now_us) {
-  copy_binary(tx, "engram.memories", copy_columns(), rows.size(),
-              [&](binary_copy_buffer& out, size_t i) {
-                copy_row(out, rows[i], ids[i], project_id, now_us);
-              });
-}
-
 } // namespace
 
 std::string check_memory_row(const memories::memory_row& r, size_t index) {
@@ -264,57 +252,70 @@ std::string check_memory_row(const memories::memory_row& r, size_t index) {
   return {};
 }
 
-caf::expected<memories::import_result>
-import_memories(pqxx::dbtransaction& tx,
-                const memories::import_memories_request& req, wall_time now) {
-  const auto& rows = req.rows;
-  if (rows.size() > max_import_rows)
-    return make_error(errc::too_large,
-                      "an import takes at most "
-                        + std::to_string(max_import_rows) + " memories, got "
-                        + std::to_string(rows.size()));
-  if (!lock_project(tx, req.project_id))
-    return make_error(errc::not_found,
-                      "project_id: no project with id " + req.project_id);
-  // Everything that can be checked without the database, before writing.
+namespace {
+
+/// What an import has seen so far, checked row by row in the order the
+/// rows arrive (request order, but for rows that had to be embedded
+/// first, which come last).
+struct import_checks {
+  /// Client ids (lower case) and the row that gave each.
   std::unordered_map<std::string, size_t> client_ids;
-  // Per model: (dimension, first row with it).
+  /// Per model: (dimension, first row with it).
   std::map<std::string, std::pair<size_t, size_t>> dimensions;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    if (auto problem = check_memory_row(r, i); !problem.empty())
-      return refused(std::move(problem));
-    if (!r.id.empty()) {
-      auto [it, fresh] = client_ids.emplace(ascii_lower(r.id), i);
-      if (!fresh)
-        return refused(field(i, "id") + " repeats the id of memories["
-                       + std::to_string(it->second) + "] (" + it->first + ")");
+  size_t rows = 0;
+
+  /// Checks the rows of a chunk: what can be checked without the database.
+  /// Models the import had not seen before are added to `new_models`.
+  caf::error check(const memories::import_stream::chunk& c,
+                   std::vector<std::string>& new_models) {
+    if (c.rows.size() != c.indices.size())
+      return make_error(errc::unspecified,
+                        "an import chunk has rows without places");
+    for (size_t k = 0; k < c.rows.size(); ++k) {
+      const auto& r = c.rows[k];
+      size_t i = c.indices[k];
+      if (++rows > max_import_rows)
+        return make_error(errc::too_large,
+                          "an import takes at most "
+                            + std::to_string(max_import_rows) + " memories");
+      if (auto problem = check_memory_row(r, i); !problem.empty())
+        return refused(std::move(problem));
+      if (!r.id.empty()) {
+        auto [it, fresh] = client_ids.emplace(ascii_lower(r.id), i);
+        if (!fresh)
+          return refused(field(i, "id") + " repeats the id of memories["
+                         + std::to_string(it->second) + "] (" + it->first
+                         + ")");
+      }
+      if (!r.embedding.empty()) {
+        // try_emplace: no node (and no copy of the model's name) for a
+        // model seen before, i.e. for all rows but the first of each.
+        auto [it, fresh] = dimensions.try_emplace(r.embedding_model,
+                                                  r.embedding.size(), i);
+        if (fresh)
+          new_models.push_back(r.embedding_model);
+        else if (it->second.first != r.embedding.size())
+          return refused(field(i, "embedding") + " has "
+                         + std::to_string(r.embedding.size())
+                         + " dimensions, but memories["
+                         + std::to_string(it->second.second) + "] of model '"
+                         + r.embedding_model + "' has "
+                         + std::to_string(it->second.first));
+      }
     }
-    if (!r.embedding.empty()) {
-      // try_emplace: no node (and no copy of the model's name) for a model
-      // seen before, i.e. for all rows but the first of each model.
-      auto [it, fresh] = dimensions.try_emplace(
-        r.embedding_model, r.embedding.size(), i);
-      if (!fresh && it->second.first != r.embedding.size())
-        return refused(field(i, "embedding") + " has "
-                       + std::to_string(r.embedding.size())
-                       + " dimensions, but memories["
-                       + std::to_string(it->second.second) + "] of model '"
-                       + r.embedding_model + "' has "
-                       + std::to_string(it->second.first));
-    }
+    return {};
   }
-  memories::import_result result;
-  if (rows.empty())
-    return result;
-  auto project_id = ascii_lower(req.project_id);
-  // The dimension each model already has in the project. A model the
-  // project has no vector of yet is locked (transaction-scoped, in model
-  // order, so two imports never wait for each other in a cycle) and looked
-  // up again, so two concurrent imports cannot store two dimensions of one
-  // new model; imports of models the project knows run side by side.
-  if (!dimensions.empty()) {
-    auto stored_dimensions = [&](const std::vector<std::string>& models) {
+
+  /// Checks the dimensions of `models` against the project's stored
+  /// vectors. A model the project has no vector of yet is locked
+  /// (transaction-scoped, in name order within a chunk) and looked up
+  /// again, so two concurrent imports cannot store two dimensions of one
+  /// new model; imports of models the project knows run side by side.
+  caf::error check_stored(pqxx::transaction_base& tx,
+                          const std::string& project_id,
+                          std::vector<std::string> models) const {
+    std::sort(models.begin(), models.end());
+    auto stored_dimensions = [&](const std::vector<std::string>& which) {
       std::map<std::string, size_t> out;
       auto stored = tx.exec_params(
         "SELECT m.model, (SELECT length(e.embedding) / 4 "
@@ -322,15 +323,12 @@ import_memories(pqxx::dbtransaction& tx,
         "  AND e.embedding_model = m.model AND e.embedding IS NOT NULL "
         "  LIMIT 1) "
         "FROM unnest($2::text[]) AS m(model)",
-        project_id, array_literal(models));
+        project_id, array_literal(which));
       for (const auto& row : stored)
         if (!row[1].is_null())
           out.emplace(row[0].as<std::string>(), row[1].as<size_t>());
       return out;
     };
-    std::vector<std::string> models;
-    for (const auto& [model, dim] : dimensions)
-      models.push_back(model);
     auto known = stored_dimensions(models);
     std::vector<std::string> fresh;
     for (const auto& model : models)
@@ -350,19 +348,83 @@ import_memories(pqxx::dbtransaction& tx,
                        + " dimensions, but the project's memories of model '"
                        + model + "' have " + std::to_string(have));
     }
+    return {};
   }
-  result.ids.reserve(rows.size());
-  for (const auto& r : rows)
-    result.ids.push_back(r.id.empty() ? random_uuid() : ascii_lower(r.id));
+};
+
+/// Abandons the stream when the import ends, however it ends: a producer
+/// still parsing stops at its next chunk.
+struct abandon_on_exit {
+  memories::import_stream& stream;
+  ~abandon_on_exit() { stream.abandon(); }
+};
+
+} // namespace
+
+caf::expected<memories::import_result>
+import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
+                     const std::string& project, wall_time now,
+                     std::chrono::milliseconds wait) {
+  abandon_on_exit abandon{stream};
+  if (!lock_project(tx, project))
+    return make_error(errc::not_found,
+                      "project_id: no project with id " + project);
+  auto project_id = ascii_lower(project);
+  auto now_us = to_epoch_us(now);
+  auto now_ms = static_cast<uint64_t>(now_us / 1000);
+  import_checks checks;
+  memories::import_result result;
   // In a savepoint, so that an id taken by an existing memory (the primary
   // key refuses the COPY) can be looked up and named afterwards.
   try {
     pqxx::subtransaction sub{tx, "import_memories"};
-    copy_rows(sub, rows, result.ids, project_id, to_epoch_us(now));
+    binary_copy_writer copy{sub, "engram.memories", copy_columns()};
+    memories::import_stream::chunk c;
+    std::vector<std::string> new_models;
+    for (;;) {
+      auto what = stream.pop(c, std::chrono::steady_clock::now() + wait);
+      using next = memories::import_stream::next;
+      if (what == next::failed)
+        return make_error(stream.failure_code(), stream.failure_message());
+      if (what == next::timed_out)
+        return make_error(errc::timeout,
+                          "the import's rows stopped arriving (waited "
+                            + std::to_string(wait.count()) + " ms)");
+      if (what == next::finished)
+        break;
+      new_models.clear();
+      if (auto err = checks.check(c, new_models))
+        return err;
+      if (!new_models.empty()) {
+        // A statement cannot run inside a COPY: end it; the next row opens
+        // another.
+        copy.complete();
+        if (auto err = checks.check_stored(sub, project_id, new_models))
+          return err;
+      }
+      for (size_t k = 0; k < c.rows.size(); ++k) {
+        const auto& r = c.rows[k];
+        size_t i = c.indices[k];
+        if (i >= result.ids.size())
+          result.ids.resize(i + 1);
+        auto& id = result.ids[i];
+        if (!id.empty())
+          return make_error(errc::unspecified,
+                            "an import chunk gave memories["
+                              + std::to_string(i) + "] twice");
+        id = r.id.empty() ? time_ordered_uuid(now_ms) : ascii_lower(r.id);
+        copy_row(copy.next_row(), r, id, project_id, now_us);
+        copy.row_done();
+      }
+      // The server ingests these rows while the next chunk is parsed.
+      copy.flush();
+    }
+    copy.complete();
     sub.commit();
   } catch (const pqxx::unique_violation&) {
-    auto taken = client_ids.empty() ? std::nullopt
-                                    : first_taken_id(tx, client_ids);
+    auto taken = checks.client_ids.empty()
+                   ? std::nullopt
+                   : first_taken_id(tx, checks.client_ids);
     if (!taken)
       return make_error(errc::conflict,
                         "an id of the import was taken by a concurrent "
@@ -370,8 +432,34 @@ import_memories(pqxx::dbtransaction& tx,
     return refused(field(taken->first, "id") + ": a memory with id "
                    + taken->second + " exists already");
   }
-  result.count = static_cast<int64_t>(rows.size());
+  if (result.ids.size() != checks.rows)
+    return make_error(errc::unspecified,
+                      "an import's chunks left rows out: "
+                        + std::to_string(checks.rows) + " rows for "
+                        + std::to_string(result.ids.size()) + " places");
+  result.count = static_cast<int64_t>(checks.rows);
   return result;
+}
+
+caf::expected<memories::import_result>
+import_memories(pqxx::dbtransaction& tx,
+                const memories::import_memories_request& req, wall_time now) {
+  if (req.rows.size() > max_import_rows)
+    return make_error(errc::too_large,
+                      "an import takes at most "
+                        + std::to_string(max_import_rows) + " memories, got "
+                        + std::to_string(req.rows.size()));
+  memories::import_stream stream;
+  memories::import_stream::chunk all;
+  all.rows = req.rows;
+  all.indices.resize(all.rows.size());
+  for (size_t i = 0; i < all.indices.size(); ++i)
+    all.indices[i] = static_cast<uint32_t>(i);
+  if (!all.rows.empty())
+    (void) stream.push(std::move(all));
+  stream.finish();
+  return import_memory_stream(tx, stream, req.project_id, now,
+                              std::chrono::milliseconds{0});
 }
 
 caf::expected<memories::memory_page>

@@ -11,6 +11,7 @@
 // anything else are left to the caller (the storage worker), which rolls
 // the transaction back.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,7 @@
 #include <pqxx/dbtransaction>
 #include <pqxx/transaction_base>
 
+#include "messages/import_stream.hpp"
 #include "messages/memories.hpp"
 #include "runtime/clock.hpp"
 
@@ -50,14 +52,28 @@ inline constexpr int64_t max_memory_page = 1000;
 /// savepoint, and refused naming its row. Imports that bring a model new to
 /// the project serialise on a transaction-scoped advisory lock, so two of
 /// them cannot store two dimensions of one model; imports of models the
-/// project already has run side by side. Rows without an id get a random one;
-/// the ids come back in request order.
+/// project already has run side by side. Rows without an id get a
+/// time-ordered one (time_ordered_uuid); the ids come back in request
+/// order.
 /// Refusals: not_found (project), invalid_argument (naming the row and
 /// field: "memories[3].embedding ..."), too_large (more than
 /// max_import_rows).
 [[nodiscard]] caf::expected<memories::import_result>
 import_memories(pqxx::dbtransaction& tx,
                 const memories::import_memories_request& req, wall_time now);
+
+/// Imports the rows of `stream` as import_memories does (the same checks,
+/// refusals and answer), writing each chunk as it arrives so that the
+/// server ingests rows while the producer parses the next ones: a chunk's
+/// rows are checked, then sent. The transaction commits nothing unless the
+/// producer finishes the stream; its failure is the answer. A model new to
+/// the import ends the current COPY for the dimension check (statements
+/// cannot run inside one). Waits at most `wait` for each chunk (timeout).
+/// The stream is abandoned however the import ends.
+[[nodiscard]] caf::expected<memories::import_result>
+import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
+                     const std::string& project_id, wall_time now,
+                     std::chrono::milliseconds wait);
 
 /// One page of a project's memories; see memories::list_memories_request.
 /// not_found for an unknown project, invalid_argument for a filter value

@@ -511,6 +511,13 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
         return storage::import_memories(tx, req, from_epoch_us(req.now_us));
       });
     },
+    [self](memories::import_stream_request& req) {
+      return checked_transaction(self, [&](pqxx::work& tx) {
+        return storage::import_memory_stream(
+          tx, *req.stream, req.project_id, from_epoch_us(req.now_us),
+          std::chrono::milliseconds{req.wait_ms});
+      });
+    },
     [self](memories::list_memories_request& req) {
       return checked_transaction(self, [&](pqxx::work& tx) {
         return storage::list_memories(tx, req);

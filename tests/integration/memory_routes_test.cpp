@@ -582,6 +582,132 @@ TEST_F(memory_routes_test, unknown_projects_oversized_imports_and_a_missing_embe
   EXPECT_EQ(embedded.status, 201) << embedded.body;
 }
 
+// -- imports of many chunks ----------------------------------------------------------
+// The rows of a body go to the database in chunks (of 256) while the rest
+// is parsed; a row refused after the first chunks were written must still
+// leave nothing stored.
+
+namespace {
+
+/// NDJSON of `n` memories "row <i>" with 4-dimensional vectors of model
+/// "m"; `change(i, line)` may rewrite line i.
+template <class Change>
+std::string ndjson_rows(size_t n, Change change) {
+  std::string body;
+  for (size_t i = 0; i < n; ++i) {
+    std::string line = R"({"content": "row )" + std::to_string(i)
+                       + R"(", "type": "semantic", "embedding": [)"
+                       + std::to_string(i % 7) + R"(, 1, 0.5, -2], "embedding_model": "m"})";
+    change(i, line);
+    body += line + "\n";
+  }
+  return body;
+}
+
+std::string ndjson_rows(size_t n) {
+  return ndjson_rows(n, [](size_t, std::string&) {});
+}
+
+} // namespace
+
+TEST_F(memory_routes_test, an_import_of_many_chunks_is_all_or_nothing) {
+  serve();
+  auto project = make_project();
+  constexpr auto ndjson = "application/x-ndjson";
+  auto id = std::string{"5a0e3b8e-1a6e-4c41-9d0f-2f6a8f3c9e21"};
+  auto seeded = import(project, R"({"content": "seed", "type": "semantic", "id": ")"
+                                  + id + R"(", "embedding": [1, 2, 3, 4, 5, 6], "embedding_model": "m2"})",
+                       ndjson);
+  ASSERT_EQ(seeded.status, 201) << seeded.body;
+  ASSERT_EQ(stored(), 1);
+
+  // A value the parser refuses, a malformed line, an id a stored memory
+  // has, a model whose stored vectors have another dimension, a vector of
+  // another dimension than the same model's rows in earlier chunks: each
+  // after several chunks were written.
+  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
+                   if (i == 700)
+                     line.replace(line.find("\"type\""), 6, "\"importance\": 11, \"type\"");
+                 }),
+                 "memories[700].importance", 400, ndjson);
+  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
+                   if (i == 800)
+                     line.pop_back();
+                 }),
+                 "memories[800] (line 801) is not valid JSON", 400, ndjson);
+  expect_refused(project, ndjson_rows(1000, [&](size_t i, std::string& line) {
+                   if (i == 900)
+                     line.replace(line.find("\"type\""), 6, "\"id\": \"" + id + "\", \"type\"");
+                 }),
+                 "memories[900].id: a memory with id " + id + " exists already",
+                 400, ndjson);
+  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
+                   if (i == 600)
+                     line.replace(line.find("\"m\""), 3, "\"m2\"");
+                 }),
+                 "memories[600].embedding has 4 dimensions, but the project's "
+                 "memories of model 'm2' have 6",
+                 400, ndjson);
+  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
+                   if (i == 650)
+                     line.replace(line.find("0.5, "), 5, "");
+                 }),
+                 "memories[650].embedding has 3 dimensions, but memories[0] of "
+                 "model 'm' has 4",
+                 400, ndjson);
+  expect_refused(unknown_id, ndjson_rows(1000),
+                 std::string{"project_id: no project with id "} + unknown_id,
+                 404, ndjson);
+  EXPECT_EQ(*embed_calls, 0);
+  ASSERT_EQ(stored(), 1);
+
+  // The same rows, all good: every one stored, the ids in request order.
+  auto r = import(project, ndjson_rows(1000), ndjson);
+  ASSERT_EQ(r.status, 201) << r.body.substr(0, 300);
+  auto ids = object_of(r)["ids"].as_array();
+  ASSERT_EQ(ids.size(), 1000u);
+  EXPECT_EQ(stored(), 1001);
+  for (size_t i : {0u, 255u, 256u, 511u, 999u})
+    EXPECT_EQ(query("SELECT content FROM engram.memories WHERE id = '"
+                    + str(ids[i]) + "'"),
+              "row " + std::to_string(i));
+}
+
+TEST_F(memory_routes_test, rows_without_a_vector_among_many_chunks_are_embedded_and_keep_their_place) {
+  serve();
+  auto project = make_project();
+  auto no_vector = [](size_t i) { return i == 3 || i == 300 || i == 999; };
+  auto body = ndjson_rows(1000, [&](size_t i, std::string& line) {
+    if (no_vector(i))
+      line = R"({"content": "row )" + std::to_string(i)
+             + R"(", "type": "episodic"})";
+  });
+  auto r = import(project, body, "application/x-ndjson");
+  ASSERT_EQ(r.status, 201) << r.body.substr(0, 300);
+  EXPECT_EQ(*embed_calls, 1) << "one request for the rows without a vector";
+  auto ids = object_of(r)["ids"].as_array();
+  ASSERT_EQ(ids.size(), 1000u);
+  ASSERT_EQ(stored(), 1000);
+  for (size_t i : {2u, 3u, 4u, 300u, 301u, 998u, 999u})
+    EXPECT_EQ(query("SELECT content || '/' || embedding_model || '/' "
+                    "|| length(embedding) / 4 FROM engram.memories WHERE id = '"
+                    + str(ids[i]) + "'"),
+              "row " + std::to_string(i) + "/"
+                + (no_vector(i) ? hashing_model_name(dimension) + "/384"
+                                : std::string{"m/4"}));
+}
+
+TEST_F(memory_routes_test, rows_without_a_vector_after_many_chunks_are_refused_whole_without_an_embedder) {
+  serve(false);
+  auto project = make_project();
+  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
+                   if (i == 990)
+                     line = R"({"content": "no vector", "type": "episodic"})";
+                 }),
+                 "no embedding provider is running", 503,
+                 "application/x-ndjson");
+}
+
 // -- listing ---------------------------------------------------------------------------
 
 TEST_F(memory_routes_test, memories_are_listed_with_filters_and_a_stable_cursor) {
