@@ -68,14 +68,17 @@ public:
     auto hex = [](char c) {
       return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
     };
-    for (size_t i = 0; i < s.size();) {
+    char out[16];
+    size_t n = 0;
+    for (size_t i = 0; i < s.size() && n < 16;) {
       if (s[i] == '-') {
         ++i;
         continue;
       }
-      bytes_.push_back(static_cast<char>(hex(s[i]) * 16 + hex(s[i + 1])));
+      out[n++] = static_cast<char>(hex(s[i]) * 16 + hex(s[i + 1]));
       i += 2;
     }
+    bytes_.append(out, n);
   }
 
   void optional_uuid(std::string_view s) {
@@ -92,13 +95,17 @@ public:
       return;
     }
     put_int32(static_cast<int32_t>(v.size() * 4));
-    auto at = bytes_.size();
-    bytes_.resize(at + v.size() * 4);
-    auto* out = bytes_.data() + at;
-    for (float f : v) {
-      auto u = std::bit_cast<uint32_t>(f);
-      for (int i = 0; i < 4; ++i)
-        *out++ = static_cast<char>((u >> (8 * i)) & 0xff);
+    if constexpr (std::endian::native == std::endian::little) {
+      bytes_.append(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+    } else {
+      auto at = bytes_.size();
+      bytes_.resize(at + v.size() * 4);
+      auto* out = bytes_.data() + at;
+      for (float f : v) {
+        auto u = std::bit_cast<uint32_t>(f);
+        for (int i = 0; i < 4; ++i)
+          *out++ = static_cast<char>((u >> (8 * i)) & 0xff);
+      }
     }
   }
 
@@ -150,23 +157,18 @@ public:
   }
 
 private:
-  void put_int16(int16_t x) {
-    auto u = static_cast<uint16_t>(x);
-    bytes_.push_back(static_cast<char>(u >> 8));
-    bytes_.push_back(static_cast<char>(u & 0xff));
+  /// `x` in network byte order (big-endian), as one append.
+  template <class Unsigned>
+  void put_big_endian(Unsigned u) {
+    char out[sizeof(Unsigned)];
+    for (size_t i = 0; i < sizeof(Unsigned); ++i)
+      out[i] = static_cast<char>((u >> (8 * (sizeof(Unsigned) - 1 - i))) & 0xff);
+    bytes_.append(out, sizeof(Unsigned));
   }
 
-  void put_int32(int32_t x) {
-    auto u = static_cast<uint32_t>(x);
-    for (int shift = 24; shift >= 0; shift -= 8)
-      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
-  }
-
-  void put_int64(int64_t x) {
-    auto u = static_cast<uint64_t>(x);
-    for (int shift = 56; shift >= 0; shift -= 8)
-      bytes_.push_back(static_cast<char>((u >> shift) & 0xff));
-  }
+  void put_int16(int16_t x) { put_big_endian(static_cast<uint16_t>(x)); }
+  void put_int32(int32_t x) { put_big_endian(static_cast<uint32_t>(x)); }
+  void put_int64(int64_t x) { put_big_endian(static_cast<uint64_t>(x)); }
 
   std::string bytes_;
 };

@@ -4,6 +4,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/span_body.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -22,12 +23,13 @@ http_reply http_request(uint16_t port, const std::string& method,
   stream.expires_after(timeout);
   stream.connect(asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"),
                                          port});
-  http::request<http::string_body> req{http::string_to_verb(method), target,
-                                       11};
+  // The body is sent from where it lies (bulk imports send many MB).
+  http::request<http::span_body<const char>> req{http::string_to_verb(method),
+                                                 target, 11};
   req.set(http::field::host, "127.0.0.1");
   for (const auto& [k, v] : headers)
     req.set(k, v);
-  req.body() = body;
+  req.body() = boost::beast::span<const char>{body.data(), body.size()};
   req.prepare_payload();
   http::write(stream, req);
   beast::flat_buffer buffer;
