@@ -577,43 +577,52 @@ private:
     producer_->finish();
   }
 
-  /// Looks the project up (an unknown one costs no embedding), embeds the
-  /// rows set aside, hands them over, finishes.
+  /// Embeds the rows set aside, hands them over, finishes. Before the
+  /// import has started, the project is looked up first (an unknown one
+  /// costs no embedding); after, the storage worker has it locked, or has
+  /// answered that it is unknown and abandoned the stream, and asking the
+  /// pool again could wait behind workers that wait for these very rows.
   void embed_then_finish() {
     auto self = shared_from_this();
     deps_->sys->spawn([self](caf::event_based_actor* a) {
+      if (self->producer_) {
+        if (!self->stream_->abandoned())
+          self->embed(a);
+        return;
+      }
       a->request(self->storage_, self->deps_->timeout,
                  memories::get_project_request{self->project_id_})
-        .then(
-          [a, self](memories::project_record&) {
-            memories::embed_texts_request req;
-            req.texts.reserve(self->aside_.rows.size());
-            for (const auto& r : self->aside_.rows)
-              req.texts.push_back(r.content);
-            a->request(self->deps_->embedder, self->deps_->import_timeout,
-                       std::move(req))
-              .then(
-                [self](memories::embed_texts_result& e) {
-                  if (auto problem = fill_embeddings(e, self->aside_.rows)) {
-                    self->refuse(errc::unspecified, *problem);
-                    return;
-                  }
-                  try {
-                    self->hand_over(self->aside_);
-                  } catch (const import_abandoned&) {
-                    return;
-                  }
-                  self->finish();
-                },
-                [self](caf::error& err) {
-                  self->refuse(code_of(err), "embedding the memories failed: "
-                                               + message_of(err));
-                });
-          },
-          [self](caf::error& err) {
-            self->refuse(code_of(err), message_of(err));
-          });
+        .then([a, self](memories::project_record&) { self->embed(a); },
+              [self](caf::error& err) {
+                self->refuse(code_of(err), message_of(err));
+              });
     });
+  }
+
+  void embed(caf::event_based_actor* a) {
+    memories::embed_texts_request req;
+    req.texts.reserve(aside_.rows.size());
+    for (const auto& r : aside_.rows)
+      req.texts.push_back(r.content);
+    auto self = shared_from_this();
+    a->request(deps_->embedder, deps_->import_timeout, std::move(req))
+      .then(
+        [self](memories::embed_texts_result& e) {
+          if (auto problem = fill_embeddings(e, self->aside_.rows)) {
+            self->refuse(errc::unspecified, *problem);
+            return;
+          }
+          try {
+            self->hand_over(self->aside_);
+          } catch (const import_abandoned&) {
+            return;
+          }
+          self->finish();
+        },
+        [self](caf::error& err) {
+          self->refuse(code_of(err),
+                       "embedding the memories failed: " + message_of(err));
+        });
   }
 
   shared_deps deps_;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <boost/json.hpp>
 #include <caf/actor_registry.hpp>
@@ -695,6 +697,31 @@ TEST_F(memory_routes_test, rows_without_a_vector_among_many_chunks_are_embedded_
               "row " + std::to_string(i) + "/"
                 + (no_vector(i) ? hashing_model_name(dimension) + "/384"
                                 : std::string{"m/4"}));
+}
+
+TEST_F(memory_routes_test, concurrent_imports_with_rows_to_embed_do_not_wait_for_each_other) {
+  // Each import's storage worker (the pool has two) waits for its rows
+  // while the rows without a vector are embedded: the embedding step must
+  // not need a worker itself.
+  serve();
+  auto project = make_project();
+  auto body = ndjson_rows(600, [](size_t i, std::string& line) {
+    if (i >= 595)
+      line = R"({"content": "late )" + std::to_string(i)
+             + R"(", "type": "episodic"})";
+  });
+  std::vector<test::http_reply> replies(3);
+  std::vector<std::thread> clients;
+  auto start = std::chrono::steady_clock::now();
+  for (auto& reply : replies)
+    clients.emplace_back([&] { reply = import(project, body, "application/x-ndjson"); });
+  for (auto& c : clients)
+    c.join();
+  auto took = std::chrono::steady_clock::now() - start;
+  for (const auto& r : replies)
+    EXPECT_EQ(r.status, 201) << r.body.substr(0, 300);
+  EXPECT_EQ(stored(), 1800);
+  EXPECT_LT(took, 8s) << "the imports waited for a timeout";
 }
 
 TEST_F(memory_routes_test, rows_without_a_vector_after_many_chunks_are_refused_whole_without_an_embedder) {
