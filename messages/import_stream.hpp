@@ -100,8 +100,9 @@ private:
 
 /// Imports the rows of `stream` into project `project_id` in one
 /// transaction, as import_memories_request does (the same checks and
-/// answers), writing each chunk as it comes. Waits at most `wait_ms` for
-/// the producer between chunks. Local only (the stream is shared memory).
+/// answers), writing each chunk as it comes. Every row must have arrived
+/// within `wait_ms` (at most the statement timeout) of the worker taking
+/// the request. Local only (the stream is shared memory).
 struct import_stream_request {
   std::string project_id;
   std::shared_ptr<import_stream> stream;

@@ -381,15 +381,17 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
     binary_copy_writer copy{sub, "engram.memories", copy_columns()};
     memories::import_stream::chunk c;
     std::vector<std::string> new_models;
+    auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
-      auto what = stream.pop(c, std::chrono::steady_clock::now() + wait);
+      auto what = stream.pop(c, deadline);
       using next = memories::import_stream::next;
       if (what == next::failed)
         return make_error(stream.failure_code(), stream.failure_message());
       if (what == next::timed_out)
         return make_error(errc::timeout,
-                          "the import's rows stopped arriving (waited "
-                            + std::to_string(wait.count()) + " ms)");
+                          "the import's rows did not all arrive within "
+                            + std::to_string(wait.count())
+                            + " ms; nothing was imported");
       if (what == next::finished)
         break;
       new_models.clear();

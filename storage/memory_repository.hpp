@@ -68,8 +68,9 @@ import_memories(pqxx::dbtransaction& tx,
 /// rows are checked, then sent. The transaction commits nothing unless the
 /// producer finishes the stream; its failure is the answer. A model new to
 /// the import ends the current COPY for the dimension check (statements
-/// cannot run inside one). Waits at most `wait` for each chunk (timeout).
-/// The stream is abandoned however the import ends.
+/// cannot run inside one). Every row must have arrived within `wait` of
+/// the start (else timeout, nothing imported). The stream is abandoned
+/// however the import ends.
 [[nodiscard]] caf::expected<memories::import_result>
 import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
                      const std::string& project_id, wall_time now,

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <string>
+#include <thread>
 
 #include "messages/errc.hpp"
 #include "runtime/uuid.hpp"
@@ -353,6 +355,67 @@ TEST_F(memory_repository_test, an_unknown_project_or_too_many_rows_are_refused) 
   std::vector<memories::memory_row> many(storage::max_import_rows + 1,
                                          row("same"));
   expect_refused(std::move(many), "at most 100000", errc::too_large);
+}
+
+TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_finished) {
+  // Rows written while the producer is still at work are rolled back when
+  // it fails, or when it does not finish in time; a finished stream's
+  // chunks are all stored, the ids in request order.
+  auto run = [&](auto produce, std::chrono::milliseconds wait) {
+    auto stream = std::make_shared<memories::import_stream>();
+    std::thread producer{[&] { produce(*stream); }};
+    auto result = in_tx([&](auto& tx) {
+      return storage::import_memory_stream(tx, *stream, project, noon(), wait);
+    });
+    producer.join();
+    return result;
+  };
+  auto chunk = [](uint32_t first, uint32_t n) {
+    memories::import_stream::chunk c;
+    for (uint32_t i = first; i < first + n; ++i) {
+      c.rows.push_back(row("row " + std::to_string(i)));
+      c.indices.push_back(i);
+    }
+    return c;
+  };
+  auto failed = run(
+    [&](memories::import_stream& s) {
+      (void) s.push(chunk(0, 300));
+      std::this_thread::sleep_for(50ms); // the first chunk is written
+      s.fail(errc::invalid_argument, "memories[300].type must be ...");
+    },
+    10s);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(code_of(failed.error()), errc::invalid_argument);
+  EXPECT_EQ(message_of(failed.error()), "memories[300].type must be ...");
+  EXPECT_EQ(stored(), 0);
+
+  auto late = run(
+    [&](memories::import_stream& s) {
+      (void) s.push(chunk(0, 300));
+      std::this_thread::sleep_for(300ms);
+      (void) s.push(chunk(300, 1)); // refused: the import gave up
+      s.finish();
+    },
+    100ms);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(code_of(late.error()), errc::timeout) << describe(late.error());
+  EXPECT_EQ(stored(), 0);
+
+  auto done = run(
+    [&](memories::import_stream& s) {
+      (void) s.push(chunk(2, 300));
+      (void) s.push(chunk(0, 2));
+      s.finish();
+    },
+    10s);
+  ASSERT_TRUE(done) << describe(done.error());
+  ASSERT_EQ(done->ids.size(), 302u);
+  EXPECT_EQ(stored(), 302);
+  for (uint32_t i : {0u, 1u, 2u, 301u})
+    EXPECT_EQ(query("SELECT content FROM engram.memories WHERE id = '"
+                    + done->ids[i] + "'"),
+              "row " + std::to_string(i));
 }
 
 TEST_F(memory_repository_test, an_import_of_384_dimension_rows_is_fast) {
