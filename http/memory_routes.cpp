@@ -1,6 +1,8 @@
 #include "http/memory_routes.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cmath>
 #include <limits>
@@ -433,16 +435,24 @@ std::optional<std::string> fill_embeddings(memories::embed_texts_result& e,
   return std::nullopt;
 }
 
+/// How much longer than an import's deadline its caller waits for the
+/// storage worker's answer: the worker gives up at the deadline unless it
+/// is committing, and a commit takes milliseconds. Less than the second
+/// the HTTP server adds to a handler's time (runtime/main.cpp), so the
+/// worker's answer, not the server's timeout, is what the client gets.
+constexpr std::chrono::milliseconds import_commit_slack{500};
+
 /// One import in flight. The parser hands it each row (take); rows with an
 /// embedding go to the storage worker in chunks (import_stream_request)
 /// as soon as the first chunk is full, so the server copies them while the
 /// rest is parsed; rows without one wait for the embedder, asked once the
-/// body has been read (after the project was found), and follow last. The
-/// storage worker's answer answers the request; until it has been asked, a
-/// refusal is answered here. Checks across rows (ids that repeat, one
-/// model with two dimensions) are made as the rows come, the storage
-/// worker checks the rest, and anything refused rolls the whole import
-/// back.
+/// body has been read (after the project was found), and follow last.
+/// Checks across rows (ids that repeat, one model with two dimensions) are
+/// made as the rows come, the storage worker checks the rest, and anything
+/// refused rolls the whole import back. A refusal here is answered at once
+/// (the worker, told by the stream, rolls back); otherwise the worker's
+/// answer is. The import has `import_timeout` from the handler's start to
+/// commit; the worker gives up past that deadline.
 class import_job : public std::enable_shared_from_this<import_job> {
 public:
   import_job(shared_deps deps, storage_actor storage, std::string project_id,
@@ -450,7 +460,8 @@ public:
     : deps_(std::move(deps)),
       storage_(std::move(storage)),
       project_id_(std::move(project_id)),
-      respond_(std::move(respond)) {
+      respond_(std::move(respond)),
+      deadline_(std::chrono::steady_clock::now() + deps_->import_timeout) {
     pending_.rows.reserve(import_chunk_rows);
     pending_.indices.reserve(import_chunk_rows);
   }
@@ -511,16 +522,29 @@ public:
     embed_then_finish();
   }
 
-  /// The import is refused: answered here, or by the storage worker once
-  /// it has been asked.
+  /// The import is refused: answered at once; a storage worker already
+  /// asked rolls back (a failed stream never commits).
   void refuse(errc code, std::string message) {
     if (producer_)
-      producer_->fail(code, std::move(message));
-    else
-      respond_(error_response(code, message));
+      producer_->fail(code, message);
+    answer(error_response(code, message));
   }
 
 private:
+  /// Answers the request, once: a refusal found here and the storage
+  /// worker's answer may both come.
+  void answer(response r) {
+    if (!answered_.exchange(true))
+      respond_(std::move(r));
+  }
+
+  /// The time left before the deadline (zero past it).
+  [[nodiscard]] std::chrono::milliseconds time_left() const {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline_ - std::chrono::steady_clock::now());
+    return std::max(left, std::chrono::milliseconds{0});
+  }
+
   /// Asks the storage worker to import the stream's rows; its answer
   /// answers the request.
   void start() {
@@ -530,11 +554,12 @@ private:
     req.project_id = project_id_;
     req.stream = stream_;
     req.now_us = to_epoch_us(deps_->time->now());
-    req.wait_ms = deps_->import_timeout.count();
+    req.deadline = deadline_;
     auto self = shared_from_this();
     deps_->sys->spawn([self, req = std::move(req)](
                         caf::event_based_actor* a) mutable {
-      a->request(self->storage_, self->deps_->import_timeout, std::move(req))
+      a->request(self->storage_, self->time_left() + import_commit_slack,
+                 std::move(req))
         .then(
           [self](memories::import_result& result) {
             invalidate_hot_memories(*self->deps_->sys, self->project_id_,
@@ -543,12 +568,15 @@ private:
             ids.reserve(result.ids.size());
             for (auto& id : result.ids)
               ids.emplace_back(id);
-            self->respond_(json_ok(status::created,
-                                   json::object{{"imported", result.count},
-                                                {"ids", std::move(ids)}}));
+            self->answer(json_ok(status::created,
+                                 json::object{{"imported", result.count},
+                                              {"ids", std::move(ids)}}));
           },
           [self](caf::error& err) {
-            self->respond_(error_response(code_of(err), message_of(err)));
+            // The worker may not have run at all: stop the producer (and a
+            // worker still waiting for rows).
+            self->stream_->cancel(code_of(err), message_of(err));
+            self->answer(error_response(code_of(err), message_of(err)));
           });
     });
   }
@@ -605,7 +633,8 @@ private:
     for (const auto& r : aside_.rows)
       req.texts.push_back(r.content);
     auto self = shared_from_this();
-    a->request(deps_->embedder, deps_->import_timeout, std::move(req))
+    a->request(deps_->embedder, std::max(time_left(), std::chrono::milliseconds{1}),
+               std::move(req))
       .then(
         [self](memories::embed_texts_result& e) {
           if (auto problem = fill_embeddings(e, self->aside_.rows)) {
@@ -629,6 +658,8 @@ private:
   storage_actor storage_;
   std::string project_id_;
   responder respond_;
+  std::atomic<bool> answered_{false};
+  std::chrono::steady_clock::time_point deadline_;
   size_t rows_ = 0;
   size_t last_dimension_ = 0;
   std::unordered_map<std::string, size_t> ids_;
@@ -878,6 +909,12 @@ void add_memory_routes(router& r, memory_route_deps deps) {
               return;
             } catch (const import_abandoned&) {
               return; // the storage worker's answer says why
+            } catch (const std::exception& e) {
+              // Whatever else: the import must not wait for rows that
+              // will not come.
+              job->refuse(errc::unspecified,
+                          std::string{"the import failed: "} + e.what());
+              return;
             }
             job->body_read();
           });

@@ -65,6 +65,21 @@ void import_stream::abandon() {
   chunks_.clear();
 }
 
+void import_stream::cancel(errc code, std::string message) {
+  {
+    std::lock_guard lk{mtx_};
+    abandoned_ = true;
+    // A finished stream's chunks are the consumer's to commit.
+    if (finished_ || failed_)
+      return;
+    chunks_.clear();
+    failed_ = true;
+    code_ = code;
+    message_ = std::move(message);
+  }
+  ready_.notify_one();
+}
+
 bool import_stream::abandoned() const {
   std::lock_guard lk{mtx_};
   return abandoned_;

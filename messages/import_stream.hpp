@@ -61,8 +61,15 @@ public:
   [[nodiscard]] std::string failure_message() const;
 
   /// The consumer stops reading (the project is unknown, a row is refused
-  /// by the database, ...): push answers false from now on.
+  /// by the database, ...): push answers false from now on. Only the
+  /// consumer calls it (the chunks still queued are dropped).
   void abandon();
+
+  /// The import is given up from outside (its caller stopped waiting, or
+  /// its request failed before the consumer ran): a waiting consumer wakes
+  /// to a failure, a producer stops at its next push. Nothing happens to
+  /// a finished stream: its consumer commits, or already has.
+  void cancel(errc code, std::string message);
 
   [[nodiscard]] bool abandoned() const;
 
@@ -100,14 +107,17 @@ private:
 
 /// Imports the rows of `stream` into project `project_id` in one
 /// transaction, as import_memories_request does (the same checks and
-/// answers), writing each chunk as it comes. Every row must have arrived
-/// within `wait_ms` (at most the statement timeout) of the worker taking
-/// the request. Local only (the stream is shared memory).
+/// answers), writing each chunk as it comes. The import commits only
+/// before `deadline` (steady clock; also at most the statement timeout
+/// after the worker takes the request): the caller waits for the answer a
+/// little longer, so that an import never commits after its caller was
+/// told it timed out. Local only (the stream is shared memory, the
+/// deadline this process's steady clock).
 struct import_stream_request {
   std::string project_id;
   std::shared_ptr<import_stream> stream;
   int64_t now_us = 0;
-  int64_t wait_ms = 60000;
+  std::chrono::steady_clock::time_point deadline;
 };
 
 } // namespace engram::memories

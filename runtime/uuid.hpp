@@ -31,6 +31,15 @@ namespace engram {
 
 namespace detail {
 
+/// A random engine seeded with 256 bits from the system's entropy source
+/// (one 32-bit word would let two threads draw the same ids).
+[[nodiscard]] inline std::mt19937_64 seeded_engine() {
+  std::random_device device;
+  std::seed_seq seeds{device(), device(), device(), device(),
+                      device(), device(), device(), device()};
+  return std::mt19937_64{seeds};
+}
+
 /// 128 bits as canonical lower-case UUID text.
 [[nodiscard]] inline std::string format_uuid(uint64_t hi, uint64_t lo) {
   static constexpr char digits[] = "0123456789abcdef";
@@ -52,7 +61,7 @@ namespace detail {
 
 /// A random (version 4) UUID in canonical lower-case text form.
 [[nodiscard]] inline std::string random_uuid() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng = detail::seeded_engine();
   uint64_t hi = rng();
   uint64_t lo = rng();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
@@ -69,7 +78,7 @@ namespace detail {
 /// instead of at a random leaf, which is what makes a bulk insert's primary
 /// key cheap.
 [[nodiscard]] inline std::string time_ordered_uuid(uint64_t unix_ms) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng = detail::seeded_engine();
   thread_local uint64_t last_ms = 0;
   thread_local uint64_t sequence = 0;
   if (unix_ms > last_ms) {

@@ -30,8 +30,9 @@ using namespace platform_detail;
 using sql_values::array_literal;
 using sql_values::optional_text;
 
-/// Class id of the advisory locks that serialise imports per project and
-/// embedding model ("eng" + 0x02; extraction uses 0x01).
+/// Class id of the advisory locks that serialise, per project, the imports
+/// that bring an embedding model new to it ("eng" + 0x02; extraction uses
+/// 0x01).
 constexpr int32_t import_lock_class = 0x656e6702;
 
 constexpr auto memory_columns
@@ -307,10 +308,12 @@ struct import_checks {
   }
 
   /// Checks the dimensions of `models` against the project's stored
-  /// vectors. A model the project has no vector of yet is locked
-  /// (transaction-scoped, in name order within a chunk) and looked up
-  /// again, so two concurrent imports cannot store two dimensions of one
-  /// new model; imports of models the project knows run side by side.
+  /// vectors. When a model has no vector in the project yet, the import
+  /// takes the project's new-model lock (transaction-scoped; one lock, so
+  /// imports that bring new models in any order cannot wait for each
+  /// other in a cycle) and looks again, so two concurrent imports cannot
+  /// store two dimensions of one new model; imports of models the project
+  /// knows run side by side.
   caf::error check_stored(pqxx::transaction_base& tx,
                           const std::string& project_id,
                           std::vector<std::string> models) const {
@@ -332,14 +335,14 @@ struct import_checks {
     auto known = stored_dimensions(models);
     std::vector<std::string> fresh;
     for (const auto& model : models)
-      if (known.count(model) == 0) {
-        tx.exec_params("SELECT pg_advisory_xact_lock($1, "
-                       "  hashtext($2::text || '/' || $3::text))",
-                       import_lock_class, project_id, model);
+      if (known.count(model) == 0)
         fresh.push_back(model);
-      }
-    if (!fresh.empty())
+    if (!fresh.empty()) {
+      // Taken again by a later chunk's new model: a no-op for the holder.
+      tx.exec_params("SELECT pg_advisory_xact_lock($1, hashtext($2::text))",
+                     import_lock_class, project_id);
       known.merge(stored_dimensions(fresh));
+    }
     for (const auto& [model, have] : known) {
       const auto& [dimension, first] = dimensions.at(model);
       if (have != dimension)
@@ -364,7 +367,7 @@ struct abandon_on_exit {
 caf::expected<memories::import_result>
 import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
                      const std::string& project, wall_time now,
-                     std::chrono::milliseconds wait) {
+                     std::chrono::steady_clock::time_point deadline) {
   abandon_on_exit abandon{stream};
   if (!lock_project(tx, project))
     return make_error(errc::not_found,
@@ -381,17 +384,21 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
     binary_copy_writer copy{sub, "engram.memories", copy_columns()};
     memories::import_stream::chunk c;
     std::vector<std::string> new_models;
-    auto deadline = std::chrono::steady_clock::now() + wait;
+    auto too_late = [] {
+      return make_error(errc::timeout,
+                        "the import did not finish within its time; nothing "
+                        "was imported");
+    };
     for (;;) {
       auto what = stream.pop(c, deadline);
       using next = memories::import_stream::next;
+      // pop answers what is queued even past the deadline.
+      if (what != next::failed && std::chrono::steady_clock::now() >= deadline)
+        return too_late();
       if (what == next::failed)
         return make_error(stream.failure_code(), stream.failure_message());
       if (what == next::timed_out)
-        return make_error(errc::timeout,
-                          "the import's rows did not all arrive within "
-                            + std::to_string(wait.count())
-                            + " ms; nothing was imported");
+        return too_late();
       if (what == next::finished)
         break;
       new_models.clear();
@@ -422,6 +429,10 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
       copy.flush();
     }
     copy.complete();
+    // Past the deadline the caller has stopped waiting, or is about to:
+    // an import must not commit after its caller was told it timed out.
+    if (std::chrono::steady_clock::now() >= deadline)
+      return too_late();
     sub.commit();
   } catch (const pqxx::unique_violation&) {
     auto taken = checks.client_ids.empty()
@@ -461,7 +472,7 @@ import_memories(pqxx::dbtransaction& tx,
     (void) stream.push(std::move(all));
   stream.finish();
   return import_memory_stream(tx, stream, req.project_id, now,
-                              std::chrono::milliseconds{0});
+                              std::chrono::steady_clock::time_point::max());
 }
 
 caf::expected<memories::memory_page>

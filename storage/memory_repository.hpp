@@ -50,9 +50,9 @@ inline constexpr int64_t max_memory_page = 1000;
 /// the project); then they are streamed into engram.memories with COPY. An
 /// id an existing memory has is found by the primary key, inside a
 /// savepoint, and refused naming its row. Imports that bring a model new to
-/// the project serialise on a transaction-scoped advisory lock, so two of
-/// them cannot store two dimensions of one model; imports of models the
-/// project already has run side by side. Rows without an id get a
+/// the project serialise on a transaction-scoped advisory lock of the
+/// project, so two of them cannot store two dimensions of one model;
+/// imports of models the project already has run side by side. Rows without an id get a
 /// time-ordered one (time_ordered_uuid); the ids come back in request
 /// order.
 /// Refusals: not_found (project), invalid_argument (naming the row and
@@ -68,13 +68,13 @@ import_memories(pqxx::dbtransaction& tx,
 /// rows are checked, then sent. The transaction commits nothing unless the
 /// producer finishes the stream; its failure is the answer. A model new to
 /// the import ends the current COPY for the dimension check (statements
-/// cannot run inside one). Every row must have arrived within `wait` of
-/// the start (else timeout, nothing imported). The stream is abandoned
-/// however the import ends.
+/// cannot run inside one). Past `deadline` (waiting for rows, or before
+/// the savepoint is released) it gives up: timeout, nothing imported. The
+/// stream is abandoned however the import ends.
 [[nodiscard]] caf::expected<memories::import_result>
 import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
                      const std::string& project_id, wall_time now,
-                     std::chrono::milliseconds wait);
+                     std::chrono::steady_clock::time_point deadline);
 
 /// One page of a project's memories; see memories::list_memories_request.
 /// not_found for an unknown project, invalid_argument for a filter value

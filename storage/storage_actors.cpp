@@ -512,16 +512,20 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
       });
     },
     [self](memories::import_stream_request& req) {
-      // Within the statement timeout, as every other request: the pool
+      // Within the statement timeout too, as every other request: the pool
       // gives up on a worker's answer after it (and some slack), and an
       // import must not commit after its caller was told it failed.
-      auto wait = std::chrono::milliseconds{std::max<int64_t>(req.wait_ms, 0)};
+      auto deadline = req.deadline;
       if (auto limit = self->state.options.statement_timeout; limit.count() > 0)
-        wait = std::min(wait, limit);
-      return checked_transaction(self, [&](pqxx::work& tx) {
+        deadline = std::min(deadline, std::chrono::steady_clock::now() + limit);
+      auto result = checked_transaction(self, [&](pqxx::work& tx) {
         return storage::import_memory_stream(tx, *req.stream, req.project_id,
-                                             from_epoch_us(req.now_us), wait);
+                                             from_epoch_us(req.now_us),
+                                             deadline);
       });
+      // Also when the import never ran (no connection): the producer stops.
+      req.stream->cancel(errc::unspecified, "the import was not run");
+      return result;
     },
     [self](memories::list_memories_request& req) {
       return checked_transaction(self, [&](pqxx::work& tx) {

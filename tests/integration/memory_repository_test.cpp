@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -364,8 +365,10 @@ TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_fi
   auto run = [&](auto produce, std::chrono::milliseconds wait) {
     auto stream = std::make_shared<memories::import_stream>();
     std::thread producer{[&] { produce(*stream); }};
+    auto deadline = std::chrono::steady_clock::now() + wait;
     auto result = in_tx([&](auto& tx) {
-      return storage::import_memory_stream(tx, *stream, project, noon(), wait);
+      return storage::import_memory_stream(tx, *stream, project, noon(),
+                                           deadline);
     });
     producer.join();
     return result;
@@ -402,6 +405,19 @@ TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_fi
   EXPECT_EQ(code_of(late.error()), errc::timeout) << describe(late.error());
   EXPECT_EQ(stored(), 0);
 
+  // Every row there, but the deadline passed before the worker took the
+  // request (it waited behind others): its caller has been told it timed
+  // out, so nothing may be committed.
+  auto queued = run(
+    [&](memories::import_stream& s) {
+      (void) s.push(chunk(0, 300));
+      s.finish();
+    },
+    -1ms);
+  ASSERT_FALSE(queued);
+  EXPECT_EQ(code_of(queued.error()), errc::timeout);
+  EXPECT_EQ(stored(), 0);
+
   auto done = run(
     [&](memories::import_stream& s) {
       (void) s.push(chunk(2, 300));
@@ -416,6 +432,51 @@ TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_fi
     EXPECT_EQ(query("SELECT content FROM engram.memories WHERE id = '"
                     + done->ids[i] + "'"),
               "row " + std::to_string(i));
+}
+
+TEST_F(memory_repository_test, imports_that_bring_new_models_in_opposite_orders_both_commit) {
+  // Import 1 brings model "a", then "b"; import 2 brings "b", then "a",
+  // each in chunks, at the same time. Each new model is checked under a
+  // lock: one lock per project, so neither waits for the other in a cycle
+  // (with a lock per model, PostgreSQL found a deadlock and failed one).
+  auto vec = [](size_t n) { return std::vector<float>(n, 0.5f); };
+  auto chunk_of = [&](uint32_t index, const std::string& model, size_t dim) {
+    memories::import_stream::chunk c;
+    c.rows.push_back(embedded("row " + std::to_string(index) + " " + model,
+                              vec(dim), model));
+    c.indices.push_back(index);
+    return c;
+  };
+  memories::import_stream one, two;
+  std::optional<caf::expected<memories::import_result>> first, second;
+  auto import_in_thread = [&](memories::import_stream& s, auto& out) {
+    return std::thread{[&] {
+      try {
+        pqxx::connection c{db};
+        pqxx::work tx{c};
+        out.emplace(storage::import_memory_stream(
+          tx, s, project, noon(), std::chrono::steady_clock::now() + 20s));
+        if (*out)
+          tx.commit();
+      } catch (const std::exception& e) { // e.g. deadlock_detected
+        out.emplace(make_error(errc::database_error, e.what()));
+      }
+    }};
+  };
+  auto t1 = import_in_thread(one, first);
+  auto t2 = import_in_thread(two, second);
+  ASSERT_TRUE(one.push(chunk_of(0, "a", 3)));
+  ASSERT_TRUE(two.push(chunk_of(0, "b", 4)));
+  std::this_thread::sleep_for(200ms); // both first chunks checked (or waiting)
+  (void) one.push(chunk_of(1, "b", 4));
+  (void) two.push(chunk_of(1, "a", 3));
+  one.finish();
+  two.finish();
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(first && *first) << describe(first->error());
+  ASSERT_TRUE(second && *second) << describe(second->error());
+  EXPECT_EQ(stored(), 4);
 }
 
 TEST_F(memory_repository_test, an_import_of_384_dimension_rows_is_fast) {

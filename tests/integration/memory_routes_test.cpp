@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -627,36 +628,36 @@ TEST_F(memory_routes_test, an_import_of_many_chunks_is_all_or_nothing) {
   // has, a model whose stored vectors have another dimension, a vector of
   // another dimension than the same model's rows in earlier chunks: each
   // after several chunks were written.
-  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
-                   if (i == 700)
-                     line.replace(line.find("\"type\""), 6, "\"importance\": 11, \"type\"");
-                 }),
-                 "memories[700].importance", 400, ndjson);
-  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
-                   if (i == 800)
-                     line.pop_back();
-                 }),
-                 "memories[800] (line 801) is not valid JSON", 400, ndjson);
-  expect_refused(project, ndjson_rows(1000, [&](size_t i, std::string& line) {
-                   if (i == 900)
-                     line.replace(line.find("\"type\""), 6, "\"id\": \"" + id + "\", \"type\"");
-                 }),
-                 "memories[900].id: a memory with id " + id + " exists already",
-                 400, ndjson);
-  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
-                   if (i == 600)
-                     line.replace(line.find("\"m\""), 3, "\"m2\"");
-                 }),
-                 "memories[600].embedding has 4 dimensions, but the project's "
-                 "memories of model 'm2' have 6",
-                 400, ndjson);
-  expect_refused(project, ndjson_rows(1000, [](size_t i, std::string& line) {
-                   if (i == 650)
-                     line.replace(line.find("0.5, "), 5, "");
-                 }),
-                 "memories[650].embedding has 3 dimensions, but memories[0] of "
-                 "model 'm' has 4",
-                 400, ndjson);
+  auto replace = [](std::string what, std::string with) {
+    return [=](std::string& line) {
+      line.replace(line.find(what), what.size(), with);
+    };
+  };
+  struct bad_row {
+    size_t row;
+    std::function<void(std::string&)> edit;
+    std::string needle;
+  };
+  std::vector<bad_row> cases{
+    {700, replace("\"type\"", "\"importance\": 11, \"type\""),
+     "memories[700].importance"},
+    {800, [](std::string& line) { line.pop_back(); },
+     "memories[800] (line 801) is not valid JSON"},
+    {900, replace("\"type\"", "\"id\": \"" + id + "\", \"type\""),
+     "memories[900].id: a memory with id " + id + " exists already"},
+    {600, replace("\"m\"", "\"m2\""),
+     "memories[600].embedding has 4 dimensions, but the project's memories "
+     "of model 'm2' have 6"},
+    {650, replace("0.5, ", ""),
+     "memories[650].embedding has 3 dimensions, but memories[0] of model "
+     "'m' has 4"},
+  };
+  for (const auto& c : cases)
+    expect_refused(project, ndjson_rows(1000, [&](size_t i, std::string& line) {
+                     if (i == c.row)
+                       c.edit(line);
+                   }),
+                   c.needle, 400, ndjson);
   expect_refused(unknown_id, ndjson_rows(1000),
                  std::string{"project_id: no project with id "} + unknown_id,
                  404, ndjson);

@@ -112,3 +112,28 @@ TEST(import_stream, a_consumer_on_another_thread_gets_every_row_once_in_order) {
   for (uint32_t i = 0; i < seen.size(); ++i)
     ASSERT_EQ(seen[i], i);
 }
+
+TEST(import_stream, a_cancel_wakes_a_waiting_consumer_and_spares_a_finished_stream) {
+  auto s = std::make_shared<import_stream>();
+  next seen = next::chunk;
+  std::thread consumer{[&] {
+    import_stream::chunk c;
+    seen = s->pop(c, soon());
+  }};
+  std::this_thread::sleep_for(20ms);
+  s->cancel(errc::timeout, "the caller stopped waiting");
+  consumer.join();
+  EXPECT_EQ(seen, next::failed);
+  EXPECT_EQ(s->failure_code(), errc::timeout);
+  EXPECT_FALSE(s->push(chunk_of({0}))) << "the producer stops too";
+
+  // A finished stream is its consumer's to commit: nothing is dropped.
+  import_stream done;
+  ASSERT_TRUE(done.push(chunk_of({0, 1})));
+  done.finish();
+  done.cancel(errc::timeout, "too late");
+  import_stream::chunk c;
+  ASSERT_EQ(done.pop(c, soon()), next::chunk);
+  EXPECT_EQ(c.indices.size(), 2u);
+  EXPECT_EQ(done.pop(c, soon()), next::finished);
+}
