@@ -9,7 +9,9 @@
 // "1k,10k"; default "1k,10k,100k,stress,kernel"):
 //  1. PUT /api/projects/{id}, then the memories through the real import API
 //     (POST /api/projects/{id}/memories, NDJSON bodies of at most 15 MiB,
-//     ENGRAM_BENCH_IMPORT_CONNECTIONS connections, default 2; vectors as
+//     ENGRAM_BENCH_IMPORT_CONNECTIONS connections, default 3: while one
+//     request's commit waits on the disk or its body is still in flight,
+//     the other two keep both cores busy; vectors as
 //     JSON numbers, or as base64 float32 with ENGRAM_BENCH_VECTORS=base64,
 //     the form OpenAI-compatible APIs answer with): import
 //     rows/s over the whole import (HTTP, JSON parsing, COPY, commit). The
@@ -399,7 +401,7 @@ struct bench_env {
   consolidation_actor coordinator;
   std::shared_ptr<session_timings> timings;
   double peak = 0;
-  size_t connections = 2;
+  size_t connections = 3;
   std::string db;
   std::string sql_before_job;
 };
@@ -978,7 +980,7 @@ int main() {
   env.db = db;
   env.sql_before_job = env_or("ENGRAM_BENCH_SQL_BEFORE_JOB", "");
   env.connections = static_cast<size_t>(
-    std::stoul(env_or("ENGRAM_BENCH_IMPORT_CONNECTIONS", "2")));
+    std::stoul(env_or("ENGRAM_BENCH_IMPORT_CONNECTIONS", "3")));
   env.import_only = env_or("ENGRAM_BENCH_IMPORT_ONLY", "") == "1";
   if (env_or("ENGRAM_BENCH_VECTORS", "numbers") == "base64")
     env.vectors = bench::vector_form::base64;
