@@ -525,8 +525,11 @@ public:
   /// The import is refused: answered at once; a storage worker already
   /// asked rolls back (a failed stream never commits).
   void refuse(errc code, std::string message) {
-    if (producer_)
-      producer_->fail(code, message);
+    // A finished stream is the worker's to answer (never the case here:
+    // nothing is refused after finish, but a refusal must not race a
+    // commit).
+    if (producer_ && !producer_->fail(code, message))
+      return;
     answer(error_response(code, message));
   }
 
@@ -574,9 +577,21 @@ private:
           },
           [self](caf::error& err) {
             // The worker may not have run at all: stop the producer (and a
-            // worker still waiting for rows).
-            self->stream_->cancel(code_of(err), message_of(err));
-            self->answer(error_response(code_of(err), message_of(err)));
+            // worker still waiting for rows, or about to commit).
+            auto code = code_of(err);
+            if (!self->stream_->cancel(code, message_of(err))
+                && code == errc::timeout) {
+              // No answer in time, and the worker had begun to commit.
+              invalidate_hot_memories(*self->deps_->sys, self->project_id_,
+                                      std::move(self->hot_agents_));
+              self->answer(error_response(
+                errc::timeout,
+                "the import was committing when its time ran out; whether "
+                "it was stored is unknown: list the project's memories to "
+                "see"));
+              return;
+            }
+            self->answer(error_response(code, message_of(err)));
           });
     });
   }
@@ -618,7 +633,13 @@ private:
           self->embed(a);
         return;
       }
-      a->request(self->storage_, self->deps_->timeout,
+      if (self->time_left().count() == 0) {
+        self->refuse(errc::timeout, "the import ran out of time before its "
+                                    "rows were embedded; nothing was "
+                                    "imported");
+        return;
+      }
+      a->request(self->storage_, self->time_left(),
                  memories::get_project_request{self->project_id_})
         .then([a, self](memories::project_record&) { self->embed(a); },
               [self](caf::error& err) {
@@ -628,13 +649,17 @@ private:
   }
 
   void embed(caf::event_based_actor* a) {
+    if (time_left().count() == 0) {
+      refuse(errc::timeout, "the import ran out of time before its rows "
+                            "were embedded; nothing was imported");
+      return;
+    }
     memories::embed_texts_request req;
     req.texts.reserve(aside_.rows.size());
     for (const auto& r : aside_.rows)
       req.texts.push_back(r.content);
     auto self = shared_from_this();
-    a->request(deps_->embedder, std::max(time_left(), std::chrono::milliseconds{1}),
-               std::move(req))
+    a->request(deps_->embedder, time_left(), std::move(req))
       .then(
         [self](memories::embed_texts_result& e) {
           if (auto problem = fill_embeddings(e, self->aside_.rows)) {
@@ -901,6 +926,7 @@ void add_memory_routes(router& r, memory_route_deps deps) {
               shared, std::move(storage), std::move(project_id), respond);
             try {
               read_import(ctx.req, *job);
+              job->body_read();
             } catch (const too_many_memories& e) {
               job->refuse(errc::too_large, e.what());
               return;
@@ -914,9 +940,7 @@ void add_memory_routes(router& r, memory_route_deps deps) {
               // will not come.
               job->refuse(errc::unspecified,
                           std::string{"the import failed: "} + e.what());
-              return;
             }
-            job->body_read();
           });
         });
 

@@ -21,14 +21,17 @@ void import_stream::finish() {
   ready_.notify_one();
 }
 
-void import_stream::fail(errc code, std::string message) {
+bool import_stream::fail(errc code, std::string message) {
   {
     std::lock_guard lk{mtx_};
+    if (finished_ || failed_)
+      return false;
     failed_ = true;
     code_ = code;
     message_ = std::move(message);
   }
   ready_.notify_one();
+  return true;
 }
 
 import_stream::next
@@ -65,24 +68,39 @@ void import_stream::abandon() {
   chunks_.clear();
 }
 
-void import_stream::cancel(errc code, std::string message) {
+bool import_stream::begin_commit() {
+  std::lock_guard lk{mtx_};
+  if (failed_)
+    return false;
+  committing_ = true;
+  return true;
+}
+
+bool import_stream::cancel(errc code, std::string message) {
   {
     std::lock_guard lk{mtx_};
     abandoned_ = true;
-    // A finished stream's chunks are the consumer's to commit.
-    if (finished_ || failed_)
-      return;
+    if (committing_)
+      return false;
     chunks_.clear();
-    failed_ = true;
-    code_ = code;
-    message_ = std::move(message);
+    if (!failed_) {
+      failed_ = true;
+      code_ = code;
+      message_ = std::move(message);
+    }
   }
   ready_.notify_one();
+  return true;
 }
 
 bool import_stream::abandoned() const {
   std::lock_guard lk{mtx_};
   return abandoned_;
+}
+
+bool import_stream::stopped() const {
+  std::lock_guard lk{mtx_};
+  return failed_;
 }
 
 import_stream_producer::~import_stream_producer() {
@@ -96,9 +114,9 @@ void import_stream_producer::finish() {
   stream_->finish();
 }
 
-void import_stream_producer::fail(errc code, std::string message) {
+bool import_stream_producer::fail(errc code, std::string message) {
   done_ = true;
-  stream_->fail(code, std::move(message));
+  return stream_->fail(code, std::move(message));
 }
 
 } // namespace engram::memories

@@ -48,8 +48,9 @@ public:
 
   /// The body is refused: the consumer rolls back and answers `code` and
   /// `message` (import_stream_producer fails a stream its producer left
-  /// unfinished).
-  void fail(errc code, std::string message);
+  /// unfinished). False, and nothing changes, once the stream is finished
+  /// or failed: the consumer's answer stands.
+  bool fail(errc code, std::string message);
 
   // -- the consumer --
 
@@ -65,13 +66,21 @@ public:
   /// consumer calls it (the chunks still queued are dropped).
   void abandon();
 
+  /// The consumer is about to commit: true unless the stream failed or
+  /// was cancelled; from then on cancel cannot stop the import.
+  bool begin_commit();
+
   /// The import is given up from outside (its caller stopped waiting, or
   /// its request failed before the consumer ran): a waiting consumer wakes
-  /// to a failure, a producer stops at its next push. Nothing happens to
-  /// a finished stream: its consumer commits, or already has.
-  void cancel(errc code, std::string message);
+  /// to a failure, a producer stops at its next push, a consumer about to
+  /// commit rolls back. False when the consumer had begun to commit: the
+  /// import's outcome is then the commit's.
+  bool cancel(errc code, std::string message);
 
   [[nodiscard]] bool abandoned() const;
+
+  /// Failed or cancelled: a consumer that has not started need not.
+  [[nodiscard]] bool stopped() const;
 
 private:
   mutable std::mutex mtx_;
@@ -80,6 +89,7 @@ private:
   bool finished_ = false;
   bool failed_ = false;
   bool abandoned_ = false;
+  bool committing_ = false;
   errc code_ = errc::unspecified;
   std::string message_;
 };
@@ -98,7 +108,8 @@ public:
   [[nodiscard]] import_stream& stream() { return *stream_; }
   bool push(import_stream::chunk c) { return stream_->push(std::move(c)); }
   void finish();
-  void fail(errc code, std::string message);
+  /// See import_stream::fail.
+  bool fail(errc code, std::string message);
 
 private:
   std::shared_ptr<import_stream> stream_;

@@ -369,9 +369,30 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
                      const std::string& project, wall_time now,
                      std::chrono::steady_clock::time_point deadline) {
   abandon_on_exit abandon{stream};
-  if (!lock_project(tx, project))
-    return make_error(errc::not_found,
-                      "project_id: no project with id " + project);
+  auto too_late = [] {
+    return make_error(errc::timeout,
+                      "the import did not finish within its time; nothing "
+                      "was imported");
+  };
+  // Lock waits (the project row, the new-model lock, a row another import
+  // is writing) end at the deadline too.
+  if (deadline != std::chrono::steady_clock::time_point::max()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0)
+      return too_late();
+    tx.exec("SET LOCAL lock_timeout = " + std::to_string(left));
+  }
+  try {
+    if (!lock_project(tx, project))
+      return make_error(errc::not_found,
+                        "project_id: no project with id " + project);
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "55P03") // lock_not_available
+      return too_late();
+    throw;
+  }
   auto project_id = ascii_lower(project);
   auto now_us = to_epoch_us(now);
   auto now_ms = static_cast<uint64_t>(now_us / 1000);
@@ -384,11 +405,6 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
     binary_copy_writer copy{sub, "engram.memories", copy_columns()};
     memories::import_stream::chunk c;
     std::vector<std::string> new_models;
-    auto too_late = [] {
-      return make_error(errc::timeout,
-                        "the import did not finish within its time; nothing "
-                        "was imported");
-    };
     for (;;) {
       auto what = stream.pop(c, deadline);
       using next = memories::import_stream::next;
@@ -444,7 +460,19 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
                         "write; nothing was imported, try again");
     return refused(field(taken->first, "id") + ": a memory with id "
                    + taken->second + " exists already");
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "55P03") // lock_not_available: the deadline
+      return too_late();
+    if (e.sqlstate() == "40P01") // deadlock_detected
+      return make_error(errc::conflict,
+                        "the import waited for a concurrent write that "
+                        "waited for it; nothing was imported, try again");
+    throw;
   }
+  // The last word: a caller that stopped waiting has cancelled the
+  // stream, and then nothing may be committed; from here it cannot.
+  if (!stream.begin_commit())
+    return make_error(stream.failure_code(), stream.failure_message());
   if (result.ids.size() != checks.rows)
     return make_error(errc::unspecified,
                       "an import's chunks left rows out: "

@@ -518,6 +518,14 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
       auto deadline = req.deadline;
       if (auto limit = self->state.options.statement_timeout; limit.count() > 0)
         deadline = std::min(deadline, std::chrono::steady_clock::now() + limit);
+      // Cancelled, or out of time, while it waited for this worker.
+      if (req.stream->stopped()
+          || std::chrono::steady_clock::now() >= deadline) {
+        req.stream->cancel(errc::timeout, "the import did not start in time");
+        return caf::result<memories::import_result>{make_error(
+          errc::timeout, "the import did not start within its time; nothing "
+                         "was imported")};
+      }
       auto result = checked_transaction(self, [&](pqxx::work& tx) {
         return storage::import_memory_stream(tx, *req.stream, req.project_id,
                                              from_epoch_us(req.now_us),

@@ -418,6 +418,20 @@ TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_fi
   EXPECT_EQ(code_of(queued.error()), errc::timeout);
   EXPECT_EQ(stored(), 0);
 
+  // Every row there, then cancelled by its caller before the worker
+  // committed: nothing is stored, the answer is the cancel's.
+  memories::import_stream stopped;
+  (void) stopped.push(chunk(0, 300));
+  stopped.finish();
+  ASSERT_TRUE(stopped.cancel(errc::timeout, "the caller stopped waiting"));
+  auto cancelled = in_tx([&](auto& tx) {
+    return storage::import_memory_stream(
+      tx, stopped, project, noon(), std::chrono::steady_clock::now() + 10s);
+  });
+  ASSERT_FALSE(cancelled);
+  EXPECT_EQ(message_of(cancelled.error()), "the caller stopped waiting");
+  EXPECT_EQ(stored(), 0);
+
   auto done = run(
     [&](memories::import_stream& s) {
       (void) s.push(chunk(2, 300));

@@ -113,7 +113,7 @@ TEST(import_stream, a_consumer_on_another_thread_gets_every_row_once_in_order) {
     ASSERT_EQ(seen[i], i);
 }
 
-TEST(import_stream, a_cancel_wakes_a_waiting_consumer_and_spares_a_finished_stream) {
+TEST(import_stream, a_cancel_wakes_a_waiting_consumer_and_stops_the_producer) {
   auto s = std::make_shared<import_stream>();
   next seen = next::chunk;
   std::thread consumer{[&] {
@@ -121,19 +121,33 @@ TEST(import_stream, a_cancel_wakes_a_waiting_consumer_and_spares_a_finished_stre
     seen = s->pop(c, soon());
   }};
   std::this_thread::sleep_for(20ms);
-  s->cancel(errc::timeout, "the caller stopped waiting");
+  EXPECT_TRUE(s->cancel(errc::timeout, "the caller stopped waiting"));
   consumer.join();
   EXPECT_EQ(seen, next::failed);
   EXPECT_EQ(s->failure_code(), errc::timeout);
+  EXPECT_TRUE(s->stopped());
   EXPECT_FALSE(s->push(chunk_of({0}))) << "the producer stops too";
+  EXPECT_FALSE(s->begin_commit());
+}
 
-  // A finished stream is its consumer's to commit: nothing is dropped.
-  import_stream done;
-  ASSERT_TRUE(done.push(chunk_of({0, 1})));
-  done.finish();
-  done.cancel(errc::timeout, "too late");
+TEST(import_stream, a_cancel_stops_a_finished_import_until_its_commit_begins) {
+  import_stream finished;
+  ASSERT_TRUE(finished.push(chunk_of({0, 1})));
+  finished.finish();
+  EXPECT_FALSE(finished.fail(errc::invalid_argument, "late"))
+    << "a finished stream is not failed by its producer";
+  EXPECT_TRUE(finished.cancel(errc::timeout, "too late"));
   import_stream::chunk c;
-  ASSERT_EQ(done.pop(c, soon()), next::chunk);
-  EXPECT_EQ(c.indices.size(), 2u);
-  EXPECT_EQ(done.pop(c, soon()), next::finished);
+  EXPECT_EQ(finished.pop(c, soon()), next::failed);
+  EXPECT_FALSE(finished.begin_commit());
+
+  import_stream committing;
+  ASSERT_TRUE(committing.push(chunk_of({0})));
+  committing.finish();
+  ASSERT_EQ(committing.pop(c, soon()), next::chunk);
+  ASSERT_EQ(committing.pop(c, soon()), next::finished);
+  ASSERT_TRUE(committing.begin_commit());
+  EXPECT_FALSE(committing.cancel(errc::timeout, "too late"))
+    << "the outcome is the commit's";
+  EXPECT_FALSE(committing.stopped());
 }
