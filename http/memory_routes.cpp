@@ -548,6 +548,16 @@ private:
     return std::max(left, std::chrono::milliseconds{0});
   }
 
+  /// Refuses the import when no time is left (before asking anyone to
+  /// work for it); false otherwise.
+  bool out_of_time() {
+    if (time_left().count() > 0)
+      return false;
+    refuse(errc::timeout, "the import ran out of time before its rows were "
+                          "embedded; nothing was imported");
+    return true;
+  }
+
   /// Asks the storage worker to import the stream's rows; its answer
   /// answers the request.
   void start() {
@@ -633,12 +643,8 @@ private:
           self->embed(a);
         return;
       }
-      if (self->time_left().count() == 0) {
-        self->refuse(errc::timeout, "the import ran out of time before its "
-                                    "rows were embedded; nothing was "
-                                    "imported");
+      if (self->out_of_time())
         return;
-      }
       a->request(self->storage_, self->time_left(),
                  memories::get_project_request{self->project_id_})
         .then([a, self](memories::project_record&) { self->embed(a); },
@@ -649,11 +655,8 @@ private:
   }
 
   void embed(caf::event_based_actor* a) {
-    if (time_left().count() == 0) {
-      refuse(errc::timeout, "the import ran out of time before its rows "
-                            "were embedded; nothing was imported");
+    if (out_of_time())
       return;
-    }
     memories::embed_texts_request req;
     req.texts.reserve(aside_.rows.size());
     for (const auto& r : aside_.rows)

@@ -408,12 +408,11 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
     for (;;) {
       auto what = stream.pop(c, deadline);
       using next = memories::import_stream::next;
-      // pop answers what is queued even past the deadline.
-      if (what != next::failed && std::chrono::steady_clock::now() >= deadline)
-        return too_late();
       if (what == next::failed)
         return make_error(stream.failure_code(), stream.failure_message());
-      if (what == next::timed_out)
+      // pop answers what is queued even past the deadline.
+      if (what == next::timed_out
+          || std::chrono::steady_clock::now() >= deadline)
         return too_late();
       if (what == next::finished)
         break;
@@ -483,8 +482,8 @@ import_memory_stream(pqxx::dbtransaction& tx, memories::import_stream& stream,
 }
 
 caf::expected<memories::import_result>
-import_memories(pqxx::dbtransaction& tx,
-                const memories::import_memories_request& req, wall_time now) {
+import_memories(pqxx::dbtransaction& tx, memories::import_memories_request req,
+                wall_time now) {
   if (req.rows.size() > max_import_rows)
     return make_error(errc::too_large,
                       "an import takes at most "
@@ -492,7 +491,7 @@ import_memories(pqxx::dbtransaction& tx,
                         + std::to_string(req.rows.size()));
   memories::import_stream stream;
   memories::import_stream::chunk all;
-  all.rows = req.rows;
+  all.rows = std::move(req.rows);
   all.indices.resize(all.rows.size());
   for (size_t i = 0; i < all.indices.size(); ++i)
     all.indices[i] = static_cast<uint32_t>(i);

@@ -59,8 +59,8 @@ inline constexpr int64_t max_memory_page = 1000;
 /// field: "memories[3].embedding ..."), too_large (more than
 /// max_import_rows).
 [[nodiscard]] caf::expected<memories::import_result>
-import_memories(pqxx::dbtransaction& tx,
-                const memories::import_memories_request& req, wall_time now);
+import_memories(pqxx::dbtransaction& tx, memories::import_memories_request req,
+                wall_time now);
 
 /// Imports the rows of `stream` as import_memories does (the same checks,
 /// refusals and answer), writing each chunk as it arrives so that the

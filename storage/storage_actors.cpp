@@ -508,7 +508,8 @@ storage_actor::behavior_type storage_worker(worker_ptr self,
     },
     [self](memories::import_memories_request& req) {
       return checked_transaction(self, [&](pqxx::work& tx) {
-        return storage::import_memories(tx, req, from_epoch_us(req.now_us));
+        auto now = from_epoch_us(req.now_us);
+        return storage::import_memories(tx, std::move(req), now);
       });
     },
     [self](memories::import_stream_request& req) {

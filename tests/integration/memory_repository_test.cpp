@@ -448,6 +448,34 @@ TEST_F(memory_repository_test, a_stream_import_commits_only_what_its_producer_fi
               "row " + std::to_string(i));
 }
 
+TEST_F(memory_repository_test, a_stream_import_waits_for_a_lock_only_until_its_deadline) {
+  // Another transaction holds the project row (FOR UPDATE conflicts with
+  // the import's FOR KEY SHARE): the import gives up at its deadline with
+  // timeout instead of waiting for the statement timeout.
+  pqxx::connection other{db};
+  pqxx::work holder{other};
+  holder.exec_params("SELECT 1 FROM engram.projects WHERE id = $1::uuid "
+                     "FOR UPDATE",
+                     project);
+  memories::import_stream stream;
+  memories::import_stream::chunk c;
+  c.rows.push_back(row("waits"));
+  c.indices.push_back(0);
+  ASSERT_TRUE(stream.push(std::move(c)));
+  stream.finish();
+  auto start = std::chrono::steady_clock::now();
+  auto result = in_tx([&](auto& tx) {
+    return storage::import_memory_stream(tx, stream, project, noon(),
+                                         start + 300ms);
+  });
+  auto waited = std::chrono::steady_clock::now() - start;
+  holder.abort();
+  ASSERT_FALSE(result);
+  EXPECT_EQ(code_of(result.error()), errc::timeout) << describe(result.error());
+  EXPECT_LT(waited, 5s);
+  EXPECT_EQ(stored(), 0);
+}
+
 TEST_F(memory_repository_test, imports_that_bring_new_models_in_opposite_orders_both_commit) {
   // Import 1 brings model "a", then "b"; import 2 brings "b", then "a",
   // each in chunks, at the same time. Each new model is checked under a
